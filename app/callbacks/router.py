@@ -1,0 +1,65 @@
+"""The one public route: EvoLink's callback. Record, apply, answer in milliseconds."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from app.callbacks.errors import CallbackMalformed, CallbackTooLarge
+from app.callbacks.reading import BodyTooLarge, read_limited
+from app.db import SessionDep
+from app.dependencies import SignerDep
+from app.errors import JobNotFound
+from app.evolink.schemas import Task
+from app.jobs import repository as jobs_repository
+from app.jobs.errors import TaskMismatch
+from app.jobs.models import EventSource
+from app.jobs.state_machine import Observation, apply_observation, record_rejection
+from app.openapi import problem_responses
+
+router = APIRouter(tags=["callbacks"])
+
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+@router.post(
+    "/callbacks/evolink/{job_id}/{token}",
+    responses=problem_responses(400, 404, 409, 413),
+    summary="EvoLink's task callback (called by EvoLink, not by clients)",
+)
+async def receive_callback(
+    job_id: uuid.UUID, token: str, request: Request, session: SessionDep, signer: SignerDep
+) -> dict[str, str]:
+    """Apply a finished task EvoLink posts to us; answers which outcome it had."""
+    if not signer.matches(job_id, token):
+        raise JobNotFound("no such callback URL")
+    try:
+        raw = await read_limited(request, MAX_CALLBACK_BYTES)
+    except BodyTooLarge:
+        await _reject(session, job_id, None, f"body over {MAX_CALLBACK_BYTES} bytes")
+        raise CallbackTooLarge(
+            f"callback bodies are limited to {MAX_CALLBACK_BYTES} bytes"
+        ) from None
+    body = raw.decode("utf-8", errors="replace")
+    try:
+        task = Task.model_validate_json(raw)
+    except ValidationError:
+        await _reject(session, job_id, body, "not a JSON object with an id")
+        raise CallbackMalformed(
+            "expected EvoLink's task object: a JSON object with an id"
+        ) from None
+
+    result = await apply_observation(session, job_id, Observation(task, EventSource.CALLBACK, body))
+    await session.commit()
+    if result.task_mismatch:
+        raise TaskMismatch(f"this job is bound to another EvoLink task than {task.id}")
+    return {"outcome": result.outcome}
+
+
+async def _reject(session: SessionDep, job_id: uuid.UUID, body: str | None, detail: str) -> None:
+    if not await jobs_repository.job_exists(session, job_id):
+        raise JobNotFound("no such callback URL")
+    await record_rejection(session, job_id, EventSource.CALLBACK, body, detail)
+    await session.commit()

@@ -1,0 +1,76 @@
+"""Settings read from the environment (and a `.env` file); nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.auth.keys import ApiKey, parse_api_keys
+
+MIN_CALLBACK_SECRET_BYTES = 32
+
+
+class Settings(BaseSettings):
+    """The operators' contract: every field is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./evolink_jobs.db"
+    evolink_api_key: SecretStr | None = None
+    evolink_base_url: str = "https://api.evolink.ai"
+    evolink_timeout_seconds: float = Field(default=30.0, gt=0)
+    public_base_url: str | None = None
+    allow_insecure_callbacks: bool = False
+    callback_secret: SecretStr | None = None
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_CALLBACK_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_CALLBACK_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("public_base_url", "evolink_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _callbacks_must_be_https(self) -> Settings:
+        url = self.public_base_url
+        if url and not url.startswith("https://") and not self.allow_insecure_callbacks:
+            raise ValueError(
+                "PUBLIC_BASE_URL must be https:// (EvoLink only calls HTTPS callback URLs); "
+                "set ALLOW_INSECURE_CALLBACKS=true for local work"
+            )
+        return self
+
+    def missing_for_serving(self) -> list[str]:
+        """Names of the settings `serve` needs that are not set."""
+        required = {
+            "EVOLINK_API_KEY": self.evolink_api_key,
+            "PUBLIC_BASE_URL": self.public_base_url,
+            "CALLBACK_SECRET": self.callback_secret,
+            "API_KEYS": self.api_keys or None,
+        }
+        return [name for name, value in required.items() if value is None]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

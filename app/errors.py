@@ -1,0 +1,131 @@
+"""Expected failures as an AppError hierarchy, rendered as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://evolink-jobs.internal/problems/"
+
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """An expected failure: a status, a stable code and a human-readable detail."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+        self.headers: dict[str, str] = {}
+
+
+class Unauthenticated(AppError):
+    status, code, title = 401, "unauthenticated", "Missing or unknown API key"
+
+
+class ResourceNotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class JobNotFound(ResourceNotFound):
+    code, title = "job_not_found", "Job not found"
+
+
+class InvalidCursor(AppError):
+    status, code, title = 400, "invalid_cursor", "Invalid pagination cursor"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """An RFC 9457 problem+json response with our stable `code` member."""
+    body = {
+        "type": TYPE_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extensions,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as `{field, message, type}` entries that name each bad field."""
+    out = []
+    for error in errors:
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            message = "the request body is not valid JSON"
+        elif error.get("type") == "extra_forbidden":
+            message = "unknown field"
+        out.append(
+            {
+                "field": _field_path(error.get("loc", ())),
+                "message": message,
+                "type": str(error.get("type", "invalid")),
+            }
+        )
+    return out
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem(exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extensions)
+
+
+async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return problem(
+        422, "validation_failed", "Invalid request", f"Invalid fields: {fields}", errors=errors
+    )
+
+
+async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    detail = exc.detail if isinstance(exc.detail, str) else phrase
+    return problem(exc.status_code, code, phrase, detail, dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return problem(500, "internal_error", "Internal error", "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error the app can produce as problem+json."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,28 @@
+"""Liveness and readiness probes (no authentication)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from app.db import SessionDep
+from app.errors import ServiceUnavailable
+from app.openapi import problem_responses
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    """Always ok while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses=problem_responses(503), summary="The database answers")
+async def readyz(session: SessionDep) -> dict[str, str]:
+    """Ok when the database answers a query; 503 otherwise."""
+    try:
+        await session.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    return {"status": "ok"}

@@ -1,0 +1,134 @@
+"""The SQL for jobs and their events, and nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, CursorResult, and_, case, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.jobs.models import Job, JobEvent
+
+
+async def add_job(session: AsyncSession, job: Job) -> Job:
+    """Insert a new job and flush it so its defaults are set."""
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    """A job by id, fresh from the database."""
+    return await session.get(Job, job_id, populate_existing=True)
+
+
+async def get_caller_job(session: AsyncSession, caller: str, job_id: uuid.UUID) -> Job | None:
+    """A job by id, only if it belongs to `caller`."""
+    job = await get_job(session, job_id)
+    return job if job is not None and job.caller == caller else None
+
+
+async def list_caller_jobs(
+    session: AsyncSession,
+    caller: str,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> Sequence[Job]:
+    """Up to `limit` of a caller's jobs, newest first, strictly after the keyset `after`."""
+    query = select(Job).where(Job.caller == caller)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if after is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*after))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def transition_job(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    task_id: str,
+    *,
+    from_statuses: Sequence[str],
+    same_status_below_progress: tuple[str, int] | None,
+    values: dict[str, Any],
+    progress: int | None,
+) -> bool:
+    """Apply `values` in one conditional UPDATE; True if this call made the transition.
+
+    The row changes only if its task id is unset or equal to `task_id`, and its status is one of
+    `from_statuses` (or equals the given status with a lower progress). Concurrent callers race
+    in the database, so exactly one of several identical updates wins.
+    """
+    allowed: ColumnElement[bool] = Job.status.in_(from_statuses)
+    if same_status_below_progress is not None:
+        same_status, below = same_status_below_progress
+        allowed = or_(allowed, and_(Job.status == same_status, Job.progress < below))
+    if progress is not None:
+        values = {
+            **values,
+            "progress": case((Job.progress > progress, Job.progress), else_=progress),
+        }
+    statement = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            or_(Job.evolink_task_id.is_(None), Job.evolink_task_id == task_id),
+            allowed,
+        )
+        .values(evolink_task_id=task_id, **values)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+async def fill_missing_details(
+    session: AsyncSession, job_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Set each of `values` only where the job has none yet (a late create answer's usage)."""
+    for column, value in values.items():
+        attribute = getattr(Job, column)
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, attribute.is_(None))
+            .values({column: value})
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def update_queued_job(
+    session: AsyncSession, job_id: uuid.UUID, values: dict[str, Any]
+) -> bool:
+    """Set columns of a job only while it is still `queued`; True if it was."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+async def add_event(session: AsyncSession, event: JobEvent) -> None:
+    """Record one observation of a job's task."""
+    session.add(event)
+    await session.flush()
+
+
+async def list_events(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobEvent]:
+    """A job's events, oldest first."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+    return (await session.scalars(query)).all()
+
+
+async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Whether a job with this id exists."""
+    return (await session.scalar(select(Job.id).where(Job.id == job_id))) is not None

@@ -1,0 +1,71 @@
+"""create_app(): lifespan, routers, error handlers, middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+
+from app import health
+from app.callbacks import router as callbacks_router
+from app.callbacks.tokens import CallbackSigner
+from app.config import Settings, get_settings
+from app.db import create_engine, create_session_factory
+from app.errors import install_error_handlers
+from app.evolink.client import EvolinkClient, build_http_client
+from app.jobs import router as jobs_router
+from app.logs import RequestContextMiddleware
+from app.migrations import assert_database_at_head
+
+log = structlog.get_logger(__name__)
+
+
+class SettingsMissing(Exception):
+    """The settings needed to serve are not all set."""
+
+
+def create_app(
+    settings: Settings | None = None, evolink_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The evolink-jobs ASGI app; `evolink_transport` lets tests stand in for EvoLink."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        missing = settings.missing_for_serving()
+        if missing:
+            raise SettingsMissing(f"missing settings: {', '.join(missing)}")
+        assert settings.evolink_api_key and settings.public_base_url and settings.callback_secret
+        engine = create_engine(settings.database_url)
+        await assert_database_at_head(engine)
+        http = build_http_client(
+            settings.evolink_base_url, settings.evolink_timeout_seconds, evolink_transport
+        )
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.evolink = EvolinkClient(http, settings.evolink_api_key)
+        app.state.signer = CallbackSigner(settings.public_base_url, settings.callback_secret)
+        log.info("started", evolink_base_url=settings.evolink_base_url)
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await engine.dispose()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="evolink-jobs",
+        version="0.1.0",
+        summary="Submit image-generation jobs to EvoLink and follow them to completion.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs_router.router)
+    app.include_router(callbacks_router.router)
+    return app
