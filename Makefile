@@ -23,7 +23,8 @@ dev: install ## run the whole system locally: SQLite, simulator, API
 	$(RUN) evolink-jobs dev
 
 test: install ## the whole suite: SQLite always, PostgreSQL when TEST_DATABASE_URL is set
-	$(RUN) pytest -q
+	@$(RUN) pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
 
 lint: install
 	$(RUN) ruff format --check .

@@ -93,3 +93,7 @@ def check_migrated(database_url: str) -> None:
 def main() -> None:
     """Entry point of the console script."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

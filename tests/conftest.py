@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,9 +49,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
-def make_settings(database_url: str, **overrides: object) -> Settings:
+def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for tests: a fake EvoLink, an HTTPS public URL, two callers."""
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "database_url": database_url,
         "evolink_api_key": EVOLINK_KEY,
         "evolink_base_url": EVOLINK_URL,
@@ -59,7 +60,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "api_keys": f"alpha:{ALPHA_KEY},beta:{BETA_KEY}",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -1,0 +1,62 @@
+"""Settings: parsing, and one readable line for each bad or missing one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.auth.keys import find_caller, parse_api_keys
+from app.config import Settings
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
+def test_defaults_are_embedded_sqlite_and_real_evolink() -> None:
+    s = settings()
+    assert s.database_url == "sqlite+aiosqlite:///./evolink_jobs.db"
+    assert s.evolink_base_url == "https://api.evolink.ai"
+    assert s.missing_for_serving() == [
+        "EVOLINK_API_KEY",
+        "PUBLIC_BASE_URL",
+        "CALLBACK_SECRET",
+        "API_KEYS",
+    ]
+
+
+def test_api_keys_are_parsed_and_matched() -> None:
+    keys = parse_api_keys("billing:k1, search : k2 ,")
+    assert [k.name for k in keys] == ["billing", "search"]
+    assert find_caller(keys, "k2") == "search"
+    assert find_caller(keys, "k3") is None
+    assert "k1" not in repr(keys)
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"api_keys": "nokey"}, "api_keys"),
+        ({"api_keys": "a:1,a:2"}, "api_keys"),
+        ({"callback_secret": "short"}, "callback_secret"),
+        ({"public_base_url": "http://jobs.example.com"}, "PUBLIC_BASE_URL"),
+        ({"public_base_url": "jobs.example.com"}, "public_base_url"),
+    ],
+)
+def test_invalid_settings_name_the_setting(values: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(**values)
+    assert named in str(caught.value)
+
+
+def test_insecure_callbacks_only_when_allowed() -> None:
+    s = settings(public_base_url="http://localhost:8000/", allow_insecure_callbacks=True)
+    assert s.public_base_url == "http://localhost:8000"
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    s = settings(evolink_api_key="sk-evo-secret", callback_secret="c" * 40, api_keys="a:topsecret")
+    text = repr(s) + str(s)
+    assert "sk-evo-secret" not in text and "c" * 40 not in text and "topsecret" not in text
