@@ -1,0 +1,148 @@
+"""Create requests answered with chosen HTTP errors, hangs, and accepted-then-failed answers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.simulator.conftest import (
+    CALLBACK_URL,
+    FAST,
+    Receiver,
+    StartSim,
+    create,
+    wait_callback_state,
+)
+
+
+async def _requests(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    records = (await client.get("/_sim/requests")).json()["requests"]
+    assert isinstance(records, list)
+    return records
+
+
+async def _task_ids(client: httpx.AsyncClient) -> list[str]:
+    return [task["id"] for task in (await client.get("/_sim/tasks")).json()["tasks"]]
+
+
+@pytest.mark.parametrize(
+    ("create_mode", "status", "error"),
+    [
+        ("400", 400, {"code": "invalid_request", "type": "invalid_request_error", "param": None}),
+        ("401", 401, {"code": "unauthorized", "type": "authentication_error"}),
+        ("402", 402, {"code": "insufficient_quota", "type": "insufficient_quota"}),
+        ("403", 403, {"code": "model_access_denied", "type": "permission_error"}),
+        ("413", 413, {"code": 413, "type": "invalid_request_error"}),
+        ("500", 500, {"code": "internal_error", "type": "api_error"}),
+        ("502", 502, {"code": 502, "type": "upstream_error"}),
+        (
+            "503",
+            503,
+            {
+                "code": 503,
+                "type": "service_unavailable_error",
+                "fallback_suggestion": "retry after 30 seconds",
+            },
+        ),
+    ],
+)
+async def test_forced_errors_use_evolinks_shapes_and_create_nothing(
+    sim: httpx.AsyncClient, create_mode: str, status: int, error: dict[str, Any]
+) -> None:
+    response = await create(sim, callback_url=CALLBACK_URL, prompt=f"x [sim create={create_mode}]")
+    assert response.status_code == status
+    body = response.json()["error"]
+    assert isinstance(body.pop("message"), str)
+    assert body == error
+    assert "retry-after" not in response.headers
+    assert await _task_ids(sim) == []
+    (record,) = await _requests(sim)
+    assert (record["status_code"], record["task_id"]) == (status, None)
+
+
+async def test_429_carries_retry_after_default_and_chosen(sim: httpx.AsyncClient) -> None:
+    default = await create(sim, headers={"X-Sim-Create": "429"})
+    chosen = await create(sim, prompt="x [sim create=429 retry_after=3]")
+    assert default.headers["retry-after"] == "2"
+    assert chosen.headers["retry-after"] == "3"
+    assert chosen.json() == {
+        "error": {
+            "code": 429,
+            "message": "Rate limit exceeded",
+            "type": "rate_limit_error",
+            "fallback_suggestion": "retry after 3 seconds",
+        }
+    }
+
+
+async def test_503_carries_retry_after_only_when_chosen(sim: httpx.AsyncClient) -> None:
+    response = await create(sim, headers={"X-Sim-Create": "503", "X-Sim-Retry-After": "7"})
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["fallback_suggestion"] == "retry after 7 seconds"
+
+
+async def test_forced_errors_come_before_auth_and_validation(sim: httpx.AsyncClient) -> None:
+    sim.headers.pop("Authorization")
+    response = await create(sim, model="dall-e", headers={"X-Sim-Create": "429"})
+    assert response.status_code == 429
+
+
+async def test_accept_then_500_creates_the_task_and_calls_back(
+    sim: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    response = await create(
+        sim, callback_url=CALLBACK_URL, headers={"X-Sim-Create": "accept_then_500"}
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    (task_id,) = await _task_ids(sim)
+    (call,) = await receiver.wait_for(1)
+    assert (call.body["id"], call.body["status"]) == (task_id, "completed")
+    (record,) = await _requests(sim)
+    assert (record["status_code"], record["task_id"]) == (500, task_id)
+
+
+async def test_accept_then_500_still_validates(sim: httpx.AsyncClient) -> None:
+    response = await create(sim, n=3, headers={"X-Sim-Create": "accept-then-500"})
+    assert response.status_code == 400
+    assert await _task_ids(sim) == []
+
+
+async def test_hang_never_answers_and_creates_nothing(sim: httpx.AsyncClient) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await create(sim, prompt="x [sim create=hang]")
+    (record,) = await _requests(sim)
+    assert (record["status_code"], record["task_id"]) == (None, None)
+    assert await _task_ids(sim) == []
+
+
+async def test_hang_ends_with_504_after_hang_seconds(start_sim: StartSim) -> None:
+    client = await start_sim(replace(FAST, hang_seconds=0.05))
+    response = await create(client, headers={"X-Sim-Create": "hang"})
+    assert response.status_code == 504
+
+
+async def test_accept_then_hang_creates_the_task_the_client_never_hears_of(
+    sim: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await create(sim, callback_url=CALLBACK_URL, prompt="x [sim create=accept_then_hang]")
+    (task_id,) = await _task_ids(sim)
+    await wait_callback_state(sim, task_id)
+    assert receiver.calls[0].body["id"] == task_id
+
+
+async def test_bad_fault_syntax_is_a_400_naming_its_source(sim: httpx.AsyncClient) -> None:
+    by_prompt = await create(sim, prompt="x [sim duration=forever]")
+    by_header = await create(sim, headers={"X-Sim-Outcome": "exploded"})
+    assert (by_prompt.status_code, by_header.status_code) == (400, 400)
+    assert by_prompt.json()["error"]["param"] == "prompt"
+    assert "duration" in by_prompt.json()["error"]["message"]
+    assert by_header.json()["error"]["param"] == "X-Sim-Outcome"
+    assert await _task_ids(sim) == []
