@@ -28,6 +28,23 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     log_level: str = "INFO"
 
+    # Reliability: when background work polls, retries and gives up (see README, "Guarantees").
+    reconcile_grace_seconds: float = Field(default=30, ge=0)
+    job_deadline_seconds: float = Field(default=1800, gt=0)
+    submit_unknown_deadline_seconds: float = Field(default=600, gt=0)
+    submit_concurrency: int = Field(default=8, ge=1)
+    verify_callbacks: bool = True
+    default_estimated_seconds: float = Field(default=100, gt=0)
+    poll_backoff_initial_seconds: float = Field(default=5, gt=0)
+    poll_backoff_max_seconds: float = Field(default=60, gt=0)
+    submit_backoff_initial_seconds: float = Field(default=2, gt=0)
+    submit_backoff_max_seconds: float = Field(default=120, gt=0)
+    worker_interval_seconds: float = Field(default=1.0, gt=0)
+    worker_batch_size: int = Field(default=32, ge=1)
+    claim_lease_seconds: float = Field(default=60, gt=0)
+    idempotency_key_ttl_seconds: float = Field(default=86400, ge=86400)
+    shutdown_timeout_seconds: float = Field(default=20, gt=0)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:

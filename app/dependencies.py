@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from app.callbacks.tokens import CallbackSigner
 from app.config import Settings
-from app.evolink.client import EvolinkClient
+from app.jobs.submission import Submitter
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -17,10 +17,17 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def get_evolink(request: Request) -> EvolinkClient:
-    """The shared EvoLink client."""
-    client: EvolinkClient = request.app.state.evolink
-    return client
+def get_submitter(request: Request) -> Submitter:
+    """The process's submitter of jobs to EvoLink."""
+    submitter: Submitter = request.app.state.submitter
+    return submitter
+
+
+def wake_worker(request: Request) -> None:
+    """Tell this process's background worker, if it runs one, that work is due now."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
 
 
 def get_signer(request: Request) -> CallbackSigner:
@@ -30,5 +37,5 @@ def get_signer(request: Request) -> CallbackSigner:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-EvolinkDep = Annotated[EvolinkClient, Depends(get_evolink)]
 SignerDep = Annotated[CallbackSigner, Depends(get_signer)]
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]

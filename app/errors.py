@@ -96,9 +96,15 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
+def problem_response(exc: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The problem+json response for an AppError."""
+    merged = {**exc.headers, **(headers or {})}
+    return problem(exc.status, exc.code, exc.title, exc.detail, merged, **exc.extensions)
+
+
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extensions)
+    return problem_response(exc)
 
 
 async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:

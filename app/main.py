@@ -17,8 +17,11 @@ from app.db import create_engine, create_session_factory
 from app.errors import install_error_handlers
 from app.evolink.client import EvolinkClient, build_http_client
 from app.jobs import router as jobs_router
+from app.jobs.policy import Policy
+from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.worker.runner import build_worker, process_identity
 
 log = structlog.get_logger(__name__)
 
@@ -28,9 +31,15 @@ class SettingsMissing(Exception):
 
 
 def create_app(
-    settings: Settings | None = None, evolink_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings | None = None,
+    *,
+    run_worker: bool = True,
+    evolink_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The evolink-jobs ASGI app; `evolink_transport` lets tests stand in for EvoLink."""
+    """The evolink-jobs ASGI app, with its background worker unless `run_worker` is False.
+
+    `evolink_transport` lets tests stand in for EvoLink.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -44,15 +53,29 @@ def create_app(
         http = build_http_client(
             settings.evolink_base_url, settings.evolink_timeout_seconds, evolink_transport
         )
+        sessions = create_session_factory(engine)
+        submitter = Submitter(
+            EvolinkClient(http, settings.evolink_api_key),
+            CallbackSigner(settings.public_base_url, settings.callback_secret),
+            Policy.from_settings(settings),
+            owner=process_identity(),
+            concurrency=settings.submit_concurrency,
+        )
+        worker = build_worker(settings, sessions, submitter) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine
-        app.state.session_factory = create_session_factory(engine)
-        app.state.evolink = EvolinkClient(http, settings.evolink_api_key)
-        app.state.signer = CallbackSigner(settings.public_base_url, settings.callback_secret)
-        log.info("started", evolink_base_url=settings.evolink_base_url)
+        app.state.session_factory = sessions
+        app.state.submitter = submitter
+        app.state.signer = submitter.signer
+        app.state.worker = worker
+        if worker is not None:
+            worker.start()
+        log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop(settings.shutdown_timeout_seconds)
             await http.aclose()
             await engine.dispose()
             log.info("stopped")

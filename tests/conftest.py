@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import Base
 from app.main import create_app
+from app.worker.runner import Worker, build_worker
 from tests.support import databases
 
 EVOLINK_URL = "https://evolink.test"
@@ -70,8 +71,8 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The app with its lifespan run; tables emptied afterwards."""
-    application = create_app(settings)
+    """The app with its lifespan run, background work driven by the `worker` fixture."""
+    application = create_app(settings, run_worker=False)
     async with LifespanManager(application):
         yield application
         await _empty_tables(application.state.session_factory)
@@ -82,6 +83,12 @@ async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
         for table in reversed(Base.metadata.sorted_tables):
             await session.execute(text(f"DELETE FROM {table.name}"))  # noqa: S608
         await session.commit()
+
+
+@pytest.fixture
+def worker(app: FastAPI, settings: Settings) -> Worker:
+    """Background work, run a tick at a time by the test (`await worker.tick(); drain()`)."""
+    return build_worker(settings, app.state.session_factory, app.state.submitter)
 
 
 @pytest.fixture

@@ -9,14 +9,20 @@ from pydantic import ValidationError
 
 from app.callbacks.errors import CallbackMalformed, CallbackTooLarge
 from app.callbacks.reading import BodyTooLarge, read_limited
-from app.db import SessionDep
-from app.dependencies import SignerDep
+from app.db import SessionDep, utcnow
+from app.dependencies import SettingsDep, SignerDep, wake_worker
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
 from app.jobs import repository as jobs_repository
 from app.jobs.errors import TaskMismatch
-from app.jobs.models import EventSource
-from app.jobs.state_machine import Observation, apply_observation, record_rejection
+from app.jobs.models import EventOutcome, EventSource
+from app.jobs.state_machine import (
+    Observation,
+    apply_observation,
+    defer_observation,
+    record_rejection,
+    target_status,
+)
 from app.openapi import problem_responses
 
 router = APIRouter(tags=["callbacks"])
@@ -30,9 +36,18 @@ MAX_CALLBACK_BYTES = 64 * 1024
     summary="EvoLink's task callback (called by EvoLink, not by clients)",
 )
 async def receive_callback(
-    job_id: uuid.UUID, token: str, request: Request, session: SessionDep, signer: SignerDep
+    job_id: uuid.UUID,
+    token: str,
+    request: Request,
+    session: SessionDep,
+    signer: SignerDep,
+    settings: SettingsDep,
 ) -> dict[str, str]:
-    """Apply a finished task EvoLink posts to us; answers which outcome it had."""
+    """Take a finished task EvoLink posts to us; answers which outcome it had.
+
+    With VERIFY_CALLBACKS (the default) a final status is only a hint: it is recorded as
+    `deferred` and background work confirms it with EvoLink's task API before applying it.
+    """
     if not signer.matches(job_id, token):
         raise JobNotFound("no such callback URL")
     try:
@@ -51,8 +66,16 @@ async def receive_callback(
             "expected EvoLink's task object: a JSON object with an id"
         ) from None
 
-    result = await apply_observation(session, job_id, Observation(task, EventSource.CALLBACK, body))
+    observation = Observation(task, EventSource.CALLBACK, body)
+    final = (status := target_status(task)) is not None and status.is_final
+    if final and settings.verify_callbacks:
+        result = await defer_observation(session, job_id, observation)
+    else:
+        result = await apply_observation(session, job_id, observation)
+    await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})
     await session.commit()
+    if result.outcome is EventOutcome.DEFERRED:
+        wake_worker(request)
     if result.task_mismatch:
         raise TaskMismatch(f"this job is bound to another EvoLink task than {task.id}")
     return {"outcome": result.outcome}

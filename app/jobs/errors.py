@@ -17,21 +17,5 @@ class GatewayOutOfCredits(AppError):
     status, code, title = 503, "gateway_out_of_credits", "EvoLink account is out of credits"
 
 
-class EvolinkUnreachable(AppError):
-    status, code, title = 503, "evolink_unavailable", "EvoLink is unavailable"
-
-
-class EvolinkBusy(AppError):
-    status, code, title = 503, "evolink_rate_limited", "EvoLink is rate limiting this service"
-
-
-class EvolinkFailed(AppError):
-    status, code, title = 502, "evolink_error", "EvoLink failed to answer"
-
-
-class EvolinkTimedOut(AppError):
-    status, code, title = 504, "evolink_timeout", "EvoLink did not answer in time"
-
-
 class TaskMismatch(AppError):
     status, code, title = 409, "task_mismatch", "Callback is for another task"

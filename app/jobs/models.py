@@ -37,15 +37,26 @@ class EventSource(enum.StrEnum):
     SUBMIT = "submit"
     CALLBACK = "callback"
     POLL = "poll"
+    LOCAL = "local"  # our own verdict, e.g. a deadline that passed
 
 
 class EventOutcome(enum.StrEnum):
     """What an observation of the task did to the job."""
 
     APPLIED = "applied"
+    DEFERRED = "deferred"  # a final callback held until EvoLink's task API confirms it
     DUPLICATE = "duplicate"
     STALE = "stale"
     REJECTED = "rejected"
+
+
+class SubmitState(enum.StrEnum):
+    """Where the create request stands; decides what background work may do with a job."""
+
+    WAITING = "waiting"  # not sent yet: send when next_attempt_at comes
+    SENDING = "sending"  # a process is sending it now, under its claim
+    UNKNOWN = "unknown"  # sent, but the answer was lost: never resend, wait for a callback
+    DONE = "done"  # EvoLink answered (accepted or refused)
 
 
 class Job(Base):
@@ -55,6 +66,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_caller_created_at", "caller", "created_at", "id"),
         Index("ix_jobs_status_updated_at", "status", "updated_at"),
+        Index("ix_jobs_next_attempt_at", "next_attempt_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -77,6 +89,17 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_source: Mapped[str | None] = mapped_column(String(16))
+    callback_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Background work: what is due when, and which process holds the job meanwhile.
+    submit_state: Mapped[str] = mapped_column(String(16), default=SubmitState.WAITING)
+    submit_attempts: Mapped[int] = mapped_column(default=0)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    poll_attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class JobEvent(Base):
@@ -92,3 +115,18 @@ class JobEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """A caller's Idempotency-Key: the request it first came with, and the answer it got."""
+
+    __tablename__ = "idempotency_keys"
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -56,19 +56,25 @@ async def transition_job(
     *,
     from_statuses: Sequence[str],
     same_status_below_progress: tuple[str, int] | None,
+    overturn_local_verdicts: Sequence[str] = (),
     values: dict[str, Any],
     progress: int | None,
 ) -> bool:
     """Apply `values` in one conditional UPDATE; True if this call made the transition.
 
     The row changes only if its task id is unset or equal to `task_id`, and its status is one of
-    `from_statuses` (or equals the given status with a lower progress). Concurrent callers race
-    in the database, so exactly one of several identical updates wins.
+    `from_statuses` (or equals the given status with a lower progress, or is `failed` with one
+    of the `overturn_local_verdicts` codes). Concurrent callers race in the database, so exactly
+    one of several identical updates wins.
     """
     allowed: ColumnElement[bool] = Job.status.in_(from_statuses)
     if same_status_below_progress is not None:
         same_status, below = same_status_below_progress
         allowed = or_(allowed, and_(Job.status == same_status, Job.progress < below))
+    if overturn_local_verdicts:
+        allowed = or_(
+            allowed, and_(Job.status == "failed", Job.error_code.in_(overturn_local_verdicts))
+        )
     if progress is not None:
         values = {
             **values,
@@ -103,13 +109,19 @@ async def fill_missing_details(
         )
 
 
-async def update_queued_job(
-    session: AsyncSession, job_id: uuid.UUID, values: dict[str, Any]
+async def update_job_if(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    statuses: Sequence[str],
+    values: dict[str, Any],
+    **column_equals: Any,
 ) -> bool:
-    """Set columns of a job only while it is still `queued`; True if it was."""
+    """Set columns of a job only while its status is one of `statuses` (and each of
+    `column_equals` holds); True if it did."""
+    conditions = [getattr(Job, name) == value for name, value in column_equals.items()]
     result = await session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.status.in_(statuses), *conditions)
         .values(values)
         .execution_options(synchronize_session=False)
     )
@@ -132,3 +144,13 @@ async def list_events(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobE
 async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
     """Whether a job with this id exists."""
     return (await session.scalar(select(Job.id).where(Job.id == job_id))) is not None
+
+
+async def release_claim(session: AsyncSession, job_id: uuid.UUID, owner: str) -> None:
+    """Give up `owner`'s claim on a job (no-op if another process holds it now)."""
+    await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == owner)
+        .values(claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -6,11 +6,14 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from app.auth.dependencies import CallerDep
-from app.db import SessionDep
-from app.dependencies import EvolinkDep, SignerDep
+from app.db import SessionDep, utcnow
+from app.dependencies import SettingsDep, SubmitterDep, wake_worker
+from app.errors import PROBLEM_JSON, AppError, problem_response
+from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventList, JobEventRead, JobPage, JobRead
@@ -26,28 +29,88 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(401, 422, 502, 503, 504),
+    responses=problem_responses(400, 401, 409, 422, 502, 503),
     summary="Submit a generation job",
 )
 async def create_job(
     body: JobCreate,
     caller: CallerDep,
     session: SessionDep,
-    signer: SignerDep,
-    evolink: EvolinkDep,
-    response: Response,
-) -> JobRead:
-    """Store the job, submit it to EvoLink, and answer 202 with the job."""
-    job = await jobs_service.create_job(session, caller, body)
+    submitter: SubmitterDep,
+    settings: SettingsDep,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Repeat a request safely: the same key and body return the first job.",
+        ),
+    ] = None,
+) -> Response:
+    """Store the job and submit it to EvoLink (or queue it); 202 with the job."""
+    key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    digest = idempotency.fingerprint(body)
+    async with submitter.free_slot() as sending:
+        submission = submitter.claim_values(1) if sending else {"next_attempt_at": utcnow()}
+
+        async def new_job() -> Job:
+            return await jobs_service.create_job(session, caller, body, submission)
+
+        if key is None:
+            job = await new_job()
+        else:
+            replay = await _replay(session, caller, key, digest, settings)
+            if replay is not None:
+                return replay
+            claimed = await idempotency.claim(session, caller, key, digest, new_job)
+            if claimed is None:  # another request took the key between our look and our insert
+                await session.rollback()
+                replay = await _replay(session, caller, key, digest, settings)
+                assert replay is not None
+                return replay
+            job = claimed
+        await session.commit()
+        if sending:
+            result = await submitter.send(session, job)
+            job, problem = result.job, result.problem
+        else:
+            wake_worker(request)
+            problem = None
+
+    response = _answer(job, problem)
+    if key is not None:
+        await idempotency.complete(
+            session, caller, key, response.status_code, json.loads(bytes(response.body))
+        )
     await session.commit()
-    result = await jobs_service.submit_job(session, evolink, job, signer.url_for(job.id))
-    await session.commit()
-    location = f"/v1/jobs/{job.id}"
-    if result.problem is not None:
-        result.problem.headers.setdefault("Location", location)
-        raise result.problem
-    response.headers["Location"] = location
-    return to_read(result.job)
+    return response
+
+
+def _answer(job: Job, problem: AppError | None) -> JSONResponse:
+    location = {"Location": f"/v1/jobs/{job.id}"}
+    if problem is not None:
+        return problem_response(problem, location)
+    body = to_read(job).model_dump(mode="json")
+    return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED, headers=location)
+
+
+async def _replay(
+    session: SessionDep, caller: str, key: str, digest: str, settings: SettingsDep
+) -> JSONResponse | None:
+    replay = await idempotency.find(
+        session,
+        caller,
+        key,
+        digest,
+        ttl_seconds=settings.idempotency_key_ttl_seconds,
+        in_flight_seconds=settings.evolink_timeout_seconds + settings.claim_lease_seconds,
+    )
+    if replay is None:
+        return None
+    body = replay.body or to_read(replay.job).model_dump(mode="json")
+    headers = {"Location": f"/v1/jobs/{replay.job.id}", "Idempotent-Replayed": "true"}
+    media_type = PROBLEM_JSON if replay.status >= 400 else "application/json"
+    return JSONResponse(body, status_code=replay.status, headers=headers, media_type=media_type)
 
 
 @router.get(

@@ -1,15 +1,18 @@
 """The one way a job's state changes: observations of its EvoLink task, applied monotonically.
 
-Callbacks, polls and the create answer all go through `apply_observation`. The rules:
-final states never change; progress never goes down; an older status arriving after a newer one
-is `stale`; a repeat is `duplicate`; an unknown status is `rejected` and never applied. The change
-is one conditional UPDATE, so concurrent duplicate deliveries make exactly one transition.
+Callbacks, polls and the create answer all go through `apply_observation`; our own verdicts
+(deadlines) through `fail_locally`. The rules: final states never change, except that EvoLink's
+real answer wins over our own timeout verdict; progress never goes down; an older status arriving
+after a newer one is `stale`; a repeat is `duplicate`; an unknown status is `rejected` and never
+applied. Each change is one conditional UPDATE, so concurrent duplicate deliveries make exactly
+one transition.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,7 +22,7 @@ from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
 from app.jobs import repository
-from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus
+from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus, SubmitState
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +43,10 @@ EVOLINK_STATUSES = {
     "canceled": JobStatus.CANCELLED,
 }
 DEFAULT_ERROR_CODES = {JobStatus.FAILED: "unknown_error", JobStatus.CANCELLED: "request_cancelled"}
+# Our own verdicts, which a real final answer from EvoLink may still overturn.
+LOCAL_VERDICTS = ("deadline_exceeded", "submission_unknown", "task_not_found")
+NON_FINAL = (JobStatus.QUEUED, JobStatus.PENDING, JobStatus.PROCESSING)
+MISMATCH = "the task id is not this job's EvoLink task"
 
 
 @dataclass(frozen=True)
@@ -63,48 +70,109 @@ class ApplyResult:
         return self.outcome is EventOutcome.REJECTED and self.detail == MISMATCH
 
 
-MISMATCH = "the task id is not this job's EvoLink task"
-
-
 def target_status(task: Task) -> JobStatus | None:
     """Our status for EvoLink's, or None when EvoLink says something we do not know."""
     return EVOLINK_STATUSES.get((task.status or "").lower())
 
 
 async def apply_observation(
-    session: AsyncSession, job_id: uuid.UUID, observation: Observation
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    observation: Observation,
+    *,
+    next_check_at: datetime | None = None,
 ) -> ApplyResult:
-    """Apply one observation of the job's task and record it as an event; the caller commits."""
+    """Apply one observation of the job's task and record it as an event; the caller commits.
+
+    `next_check_at` is when background work should look at the job again if this leaves it
+    unfinished.
+    """
     task = observation.task
     status = target_status(task)
     if status is None:
-        if not await repository.job_exists(session, job_id):
-            raise JobNotFound(f"no job {job_id}")
         detail = f"unknown status {task.status!r}; recorded, not applied"
         log.warning("unknown_task_status", job_id=str(job_id), task_status=task.status)
-        return await _record(session, job_id, observation, EventOutcome.REJECTED, detail)
+        return await _classify_unapplied(session, job_id, observation, detail)
 
     progress = _progress(task, status)
-    lower = [s for s, rank in RANK.items() if rank < RANK[status]]
+    values = _values(task, status, observation.source)
+    if not status.is_final and next_check_at is not None:
+        values["next_attempt_at"] = next_check_at
     applied = await repository.transition_job(
         session,
         job_id,
         task.id,
-        from_statuses=lower,
+        from_statuses=[s for s, rank in RANK.items() if rank < RANK[status]],
         same_status_below_progress=None if status.is_final else (status, progress),
-        values=_values(task, status),
+        overturn_local_verdicts=LOCAL_VERDICTS if status.is_final else (),
+        values=values,
         progress=progress,
     )
     if applied:
         return await _record(session, job_id, observation, EventOutcome.APPLIED)
+    return await _classify_unapplied(session, job_id, observation)
 
-    job = await repository.get_job(session, job_id)
-    if job is None:
-        raise JobNotFound(f"no job {job_id}")
-    if job.evolink_task_id not in (None, task.id):
-        return await _record(session, job_id, observation, EventOutcome.REJECTED, MISMATCH)
-    outcome = EventOutcome.DUPLICATE if job.status == status else EventOutcome.STALE
-    return await _record(session, job_id, observation, outcome)
+
+async def defer_observation(
+    session: AsyncSession, job_id: uuid.UUID, observation: Observation
+) -> ApplyResult:
+    """Hold a final callback until EvoLink's task API confirms it: bind the task, poll now."""
+    now = utcnow()
+    deferred = await repository.transition_job(
+        session,
+        job_id,
+        observation.task.id,
+        from_statuses=NON_FINAL,
+        same_status_below_progress=None,
+        overturn_local_verdicts=LOCAL_VERDICTS,
+        values={"next_attempt_at": now, "submit_state": SubmitState.DONE},
+        progress=None,
+    )
+    if deferred:
+        return await _record(
+            session, job_id, observation, EventOutcome.DEFERRED, "confirming with EvoLink"
+        )
+    return await _classify_unapplied(session, job_id, observation)
+
+
+async def fail_locally(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    code: str,
+    message: str,
+    *,
+    from_statuses: tuple[str, ...] = NON_FINAL,
+) -> bool:
+    """Our own verdict: fail an unfinished job with `code`; True if it was still unfinished."""
+    now = utcnow()
+    failed = await repository.update_job_if(
+        session,
+        job_id,
+        from_statuses,
+        {
+            "status": JobStatus.FAILED,
+            "error_code": code,
+            "error_message": message,
+            "updated_at": now,
+            "completed_at": now,
+            "final_source": EventSource.LOCAL,
+            "next_attempt_at": None,
+        },
+    )
+    if failed:
+        await repository.add_event(
+            session,
+            JobEvent(
+                job_id=job_id,
+                source=EventSource.LOCAL,
+                status=JobStatus.FAILED,
+                outcome=EventOutcome.APPLIED,
+                detail=f"{code}: {message}",
+                body=None,
+            ),
+        )
+        log.warning("job_failed_locally", job_id=str(job_id), code=code)
+    return failed
 
 
 async def record_rejection(
@@ -124,19 +192,38 @@ async def record_rejection(
     )
 
 
+async def _classify_unapplied(
+    session: AsyncSession, job_id: uuid.UUID, observation: Observation, detail: str | None = None
+) -> ApplyResult:
+    job = await repository.get_job(session, job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    if detail is not None:
+        return await _record(session, job_id, observation, EventOutcome.REJECTED, detail)
+    if job.evolink_task_id not in (None, observation.task.id):
+        return await _record(session, job_id, observation, EventOutcome.REJECTED, MISMATCH)
+    same = job.status == target_status(observation.task)
+    outcome = EventOutcome.DUPLICATE if same else EventOutcome.STALE
+    return await _record(session, job_id, observation, outcome)
+
+
 def _progress(task: Task, status: JobStatus) -> int:
     if status is JobStatus.COMPLETED:
         return 100
     return max(0, min(100, round(task.progress or 0)))
 
 
-def _values(task: Task, status: JobStatus) -> dict[str, Any]:
+def _values(task: Task, status: JobStatus, source: EventSource) -> dict[str, Any]:
     now = utcnow()
-    values: dict[str, Any] = {"status": status, "updated_at": now}
+    values: dict[str, Any] = {
+        "status": status,
+        "updated_at": now,
+        "submit_state": SubmitState.DONE,
+    }
     if status.is_final:
-        values["completed_at"] = now
+        values.update(completed_at=now, final_source=source, next_attempt_at=None)
     if status is JobStatus.COMPLETED:
-        values["results"] = list(task.results or [])
+        values.update(results=list(task.results or []), error_code=None, error_message=None)
     elif status in DEFAULT_ERROR_CODES:
         error = task.error
         values["error_code"] = (error.code if error else None) or DEFAULT_ERROR_CODES[status]

@@ -13,6 +13,7 @@ import respx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.models import Job
+from app.worker.runner import Worker
 from tests.conftest import EVOLINK_KEY, PUBLIC_URL
 from tests.support import evolink_payloads as payloads
 
@@ -217,108 +218,109 @@ async def _stored(factory: async_sessionmaker[AsyncSession], job_id: str) -> Job
             "gateway_out_of_credits",
             "evolink_out_of_credits",
         ),
-        (
-            429,
-            payloads.integer_error(
-                429,
-                "Rate limit exceeded",
-                "rate_limit_error",
-                fallback_suggestion="retry after 60 seconds",
-            ),
-            503,
-            "evolink_rate_limited",
-            "evolink_rate_limited",
-        ),
-        (
-            503,
-            payloads.integer_error(503, "unavailable", "service_unavailable"),
-            503,
-            "evolink_unavailable",
-            "evolink_unavailable",
-        ),
-        (
-            500,
-            payloads.string_error("internal_error", "boom"),
-            502,
-            "evolink_error",
-            "evolink_server_error",
-        ),
-        (502, None, 502, "evolink_error", "evolink_server_error"),
     ],
 )
-async def test_evolink_refusals_fail_the_job_and_map_to_the_right_problem(
+async def test_definite_refusals_fail_the_job_at_once(
     client: httpx.AsyncClient,
     evolink: respx.MockRouter,
     session_factory: async_sessionmaker[AsyncSession],
     status: int,
-    body: dict[str, Any] | None,
+    body: dict[str, Any],
     problem_status: int,
     problem_code: str,
     job_code: str,
 ) -> None:
-    response_body = json.dumps(body).encode() if body else b"<html>Bad gateway</html>"
-    route = evolink.post(CREATE).mock(return_value=httpx.Response(status, content=response_body))
+    route = evolink.post(CREATE).mock(return_value=httpx.Response(status, json=body))
     response = await client.post("/v1/jobs", json={"prompt": "a cat"})
 
     assert response.status_code == problem_status, response.text
-    assert response.status_code != 401
+    assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["code"] == problem_code
     assert route.call_count == 1
     job = await _stored(session_factory, problem["job_id"])
-    assert job.status == "failed"
-    assert job.error_code == job_code
-    assert job.completed_at is not None
+    assert (job.status, job.error_code, job.submit_state) == ("failed", job_code, "done")
+    assert job.completed_at is not None and job.next_attempt_at is None
+    assert job.claimed_by is None
     assert response.headers["Location"] == f"/v1/jobs/{job.id}"
     if problem_code == "evolink_rejected":
         assert problem["evolink_code"] == job_code
 
 
-async def test_retry_after_is_passed_on(
-    client: httpx.AsyncClient, evolink: respx.MockRouter
-) -> None:
-    evolink.post(CREATE).mock(
-        return_value=httpx.Response(
-            429,
-            json=payloads.integer_error(429, "slow", "rate_limit_error"),
-            headers={"Retry-After": "7"},
-        )
-    )
-    response = await client.post("/v1/jobs", json={"prompt": "a cat"})
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "7"
-
-
 @pytest.mark.parametrize(
-    ("error", "problem_status", "job_code"),
+    ("answer", "retry_after"),
     [
-        (httpx.ConnectError("refused"), 503, "evolink_unavailable"),
-        (httpx.ReadTimeout("slow"), 504, "evolink_timeout"),
+        (httpx.ConnectError("refused"), None),
+        (
+            httpx.Response(503, json=payloads.integer_error(503, "down", "service_unavailable")),
+            None,
+        ),
+        (
+            httpx.Response(
+                429,
+                json=payloads.integer_error(429, "Rate limit exceeded", "rate_limit_error"),
+                headers={"Retry-After": "90"},
+            ),
+            90,
+        ),
     ],
 )
-async def test_unreachable_or_silent_evolink_is_never_resent(
+async def test_evolink_trouble_that_surely_did_not_create_a_task_queues_the_job(
     client: httpx.AsyncClient,
     evolink: respx.MockRouter,
     session_factory: async_sessionmaker[AsyncSession],
-    error: Exception,
-    problem_status: int,
-    job_code: str,
+    answer: httpx.Response | Exception,
+    retry_after: int | None,
 ) -> None:
-    route = evolink.post(CREATE).mock(side_effect=error)
+    route = evolink.post(CREATE).mock(
+        side_effect=answer if isinstance(answer, Exception) else None,
+        return_value=answer if isinstance(answer, httpx.Response) else None,
+    )
     response = await client.post("/v1/jobs", json={"prompt": "a cat"})
-    assert response.status_code == problem_status
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
     assert route.call_count == 1
-    job = await _stored(session_factory, response.json()["job_id"])
-    assert (job.status, job.error_code) == ("failed", job_code)
+    job = await _stored(session_factory, response.json()["id"])
+    assert (job.submit_state, job.claimed_by, job.submit_attempts) == ("waiting", None, 1)
+    assert job.next_attempt_at is not None
+    if retry_after is not None:
+        wait = (job.next_attempt_at - job.updated_at).total_seconds()
+        assert retry_after <= wait < retry_after + 1
 
 
-async def test_answer_that_is_not_a_task_is_a_gateway_error(
-    client: httpx.AsyncClient, evolink: respx.MockRouter
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.Response(500, json=payloads.string_error("internal_error", "boom")),
+        httpx.Response(502, content=b"<html>Bad gateway</html>"),
+        httpx.Response(504, content=b""),
+        httpx.Response(200, json={"no": "id"}),
+    ],
+)
+async def test_a_request_that_may_have_reached_evolink_is_never_resent(
+    client: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    session_factory: async_sessionmaker[AsyncSession],
+    worker: Worker,
+    answer: httpx.Response | Exception,
 ) -> None:
-    evolink.post(CREATE).mock(return_value=httpx.Response(200, json={"no": "id"}))
+    route = evolink.post(CREATE).mock(
+        side_effect=answer if isinstance(answer, Exception) else None,
+        return_value=answer if isinstance(answer, httpx.Response) else None,
+    )
     response = await client.post("/v1/jobs", json={"prompt": "a cat"})
-    assert response.status_code == 502
-    assert response.json()["code"] == "evolink_error"
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    job = await _stored(session_factory, response.json()["id"])
+    assert job.submit_state == "unknown"
+    assert job.next_attempt_at is not None and job.submitted_at is not None
+    waited = (job.next_attempt_at - job.submitted_at).total_seconds()
+    assert waited == pytest.approx(600, abs=1)
+
+    await worker.tick()
+    await worker.drain()
+    assert route.call_count == 1
 
 
 async def test_job_row_is_committed_before_evolink_is_called(

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import respx
 
+from app.worker.runner import Worker
 from tests.support import evolink_payloads as payloads
-from tests.support.jobs import submit
+from tests.support.jobs import complete, submit
 
 
 async def test_missing_or_unknown_key_is_401(anonymous: httpx.AsyncClient) -> None:
@@ -38,11 +39,14 @@ async def test_callers_see_only_their_own_jobs(
 
 
 async def test_list_is_newest_first_and_filters_by_status(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, evolink: respx.MockRouter
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    worker: Worker,
 ) -> None:
     first, _ = await submit(client, evolink, task_id="task-1")
     second, path = await submit(client, evolink, task_id="task-2")
-    await anonymous.post(path, json=payloads.completed_task("task-2"))
+    await complete(anonymous, evolink, worker, path, "task-2")
 
     listed = (await client.get("/v1/jobs")).json()["data"]
     assert [j["id"] for j in listed] == [second["id"], first["id"]]

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import respx
 
+from app.worker.runner import Worker
 from tests.support import evolink_payloads as payloads
 
 
@@ -26,3 +27,20 @@ async def submit(
     assert response.status_code == 202, response.text
     callback = json.loads(route.calls.last.request.content)["callback_url"]
     return response.json(), httpx.URL(callback).path
+
+
+async def complete(
+    anonymous: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    worker: Worker,
+    path: str,
+    task_id: str = payloads.TASK_ID,
+) -> None:
+    """EvoLink calls back `completed` and confirms it when the worker polls."""
+    evolink.get(f"/v1/tasks/{task_id}").mock(
+        return_value=httpx.Response(200, json=payloads.completed_task(task_id))
+    )
+    response = await anonymous.post(path, json=payloads.completed_task(task_id))
+    assert response.json() == {"outcome": "deferred"}
+    await worker.tick()
+    await worker.drain()

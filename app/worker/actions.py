@@ -1,0 +1,153 @@
+"""What background work does with one claimed job: submit it, poll it, or give it up."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import utcnow
+from app.evolink import errors as evolink_errors
+from app.jobs import repository
+from app.jobs.models import EventSource, Job, JobStatus, SubmitState
+from app.jobs.state_machine import (
+    LOCAL_VERDICTS,
+    NON_FINAL,
+    Observation,
+    apply_observation,
+    fail_locally,
+)
+from app.jobs.submission import Submitter
+
+log = structlog.get_logger(__name__)
+
+
+class JobActions:
+    """The rules for a due job; each step is its own short transaction."""
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], submitter: Submitter):
+        self.sessions = session_factory
+        self.submitter = submitter
+        self.policy = submitter.policy
+        self.owner = submitter.owner
+
+    async def handle(self, job: Job) -> None:
+        """Do whatever is due for a job this process has claimed, then let go of it."""
+        structlog.contextvars.bind_contextvars(
+            job_id=str(job.id), evolink_task_id=job.evolink_task_id
+        )
+        try:
+            await self._dispatch(job)
+        finally:
+            async with self.sessions() as session:
+                await repository.release_claim(session, job.id, self.owner)
+                await session.commit()
+
+    async def _dispatch(self, job: Job) -> None:
+        if job.status == JobStatus.QUEUED and job.submit_state != SubmitState.DONE:
+            await self._advance_submission(job)
+        elif job.evolink_task_id and (job.status in NON_FINAL or job.error_code in LOCAL_VERDICTS):
+            await self.poll(job)
+        else:
+            await self._reschedule(job, None)
+
+    async def _advance_submission(self, job: Job) -> None:
+        now = utcnow()
+        match job.submit_state:
+            case SubmitState.WAITING if now >= self.policy.deadline(job.created_at):
+                await self._fail(job, "deadline_exceeded", "EvoLink could not be reached in time")
+            case SubmitState.WAITING:
+                await self.submit(job)
+            case SubmitState.SENDING:
+                # Our claim lapsed while the request was on the wire: it may have reached EvoLink.
+                log.warning("submission_interrupted", job_id=str(job.id))
+                await self._update_queued(job, {"submit_state": SubmitState.UNKNOWN})
+            case _:
+                deadline = self.policy.unknown_deadline(job.submitted_at or job.created_at)
+                if now >= deadline:
+                    await self._fail(
+                        job,
+                        "submission_unknown",
+                        "EvoLink may have received the job but never confirmed it",
+                    )
+                else:
+                    await self._reschedule(job, deadline)
+
+    async def submit(self, job: Job) -> None:
+        """Send a waiting job, when a submission slot is free."""
+        async with self.submitter.slot(), self.sessions() as session:
+            claimed = await repository.update_job_if(
+                session,
+                job.id,
+                [JobStatus.QUEUED],
+                self.submitter.claim_values(job.submit_attempts + 1),
+                submit_state=SubmitState.WAITING,
+                claimed_by=self.owner,
+            )
+            await session.commit()
+            if not claimed:
+                return
+            fresh = await repository.get_job(session, job.id)
+            assert fresh is not None
+            await self.submitter.send(session, fresh)
+            await session.commit()
+
+    async def poll(self, job: Job) -> None:
+        """Ask EvoLink for the task's state and apply it like a callback."""
+        assert job.evolink_task_id is not None
+        now = utcnow()
+        attempts = job.poll_attempts + 1
+        next_poll = self.policy.next_poll_at(now, attempts, job.created_at)
+        try:
+            task = await self.submitter.evolink.get_task(job.evolink_task_id)
+        except evolink_errors.EvolinkTaskNotFound:
+            await self._fail(job, "task_not_found", "EvoLink no longer knows this task")
+            return
+        except evolink_errors.EvolinkError as exc:
+            log.warning("poll_failed", job_id=str(job.id), status=exc.status, error=exc.message)
+            await self._after_poll(job, attempts, next_poll)
+            return
+        async with self.sessions() as session:
+            await apply_observation(
+                session,
+                job.id,
+                Observation(task, EventSource.POLL, task.model_dump_json(exclude_none=True)),
+                next_check_at=next_poll,
+            )
+            await session.commit()
+        await self._after_poll(job, attempts, next_poll)
+
+    async def _after_poll(self, job: Job, attempts: int, next_poll: datetime) -> None:
+        async with self.sessions() as session:
+            fresh = await repository.get_job(session, job.id)
+            if fresh is None:
+                return
+            values: dict[str, object] = {"poll_attempts": attempts}
+            if fresh.status in NON_FINAL and utcnow() >= self.policy.deadline(job.created_at):
+                await fail_locally(
+                    session, job.id, "deadline_exceeded", "EvoLink did not finish the task in time"
+                )
+            elif fresh.status in NON_FINAL:
+                values["next_attempt_at"] = next_poll
+            else:
+                values["next_attempt_at"] = None
+            await repository.update_job_if(session, job.id, list(JobStatus), values)
+            await session.commit()
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        async with self.sessions() as session:
+            await fail_locally(session, job.id, code, message)
+            await session.commit()
+
+    async def _update_queued(self, job: Job, values: dict[str, object]) -> None:
+        async with self.sessions() as session:
+            await repository.update_job_if(session, job.id, [JobStatus.QUEUED], values)
+            await session.commit()
+
+    async def _reschedule(self, job: Job, when: datetime | None) -> None:
+        async with self.sessions() as session:
+            await repository.update_job_if(
+                session, job.id, list(JobStatus), {"next_attempt_at": when}
+            )
+            await session.commit()

@@ -1,0 +1,147 @@
+"""The background worker loop: claim due jobs, act on them, and stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import utcnow
+from app.jobs import idempotency
+from app.jobs.models import Job
+from app.jobs.submission import Submitter
+from app.worker.actions import JobActions
+from app.worker.claims import claim_due, release_all
+
+log = structlog.get_logger(__name__)
+
+HOUSEKEEPING_INTERVAL_SECONDS = 60.0
+
+
+def process_identity() -> str:
+    """A name for this process's claims: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Claims due jobs every `interval` seconds (or when woken) and handles them concurrently."""
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        actions: JobActions,
+        *,
+        interval: float,
+        batch_size: int,
+        idempotency_ttl: float,
+    ) -> None:
+        self.sessions = session_factory
+        self.actions = actions
+        self.interval = interval
+        self.batch_size = batch_size
+        self.idempotency_ttl = idempotency_ttl
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_housekeeping = 0.0
+
+    @property
+    def owner(self) -> str:
+        return self.actions.owner
+
+    def start(self) -> None:
+        """Run the loop in the background of the current event loop."""
+        self._loop_task = asyncio.create_task(self.run(), name="evolink-jobs-worker")
+
+    def wake(self) -> None:
+        """Look for due work now instead of at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Loop until stopped."""
+        log.info("worker_started", owner=self.owner)
+        while not self._stopping:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("worker_tick_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            self._wake.clear()
+
+    async def tick(self) -> int:
+        """Claim what is due (up to the free capacity) and start handling it; how many."""
+        capacity = self.batch_size - len(self._in_flight)
+        if capacity <= 0:
+            return 0
+        now = utcnow()
+        async with self.sessions() as session:
+            jobs = await claim_due(
+                session, self.owner, now, self.actions.policy.lease_until(now), capacity
+            )
+            await session.commit()
+        for job in jobs:
+            task = asyncio.create_task(self._handle(job))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        await self._housekeeping()
+        return len(jobs)
+
+    async def drain(self) -> None:
+        """Wait for every job being handled (tests, and `tick` callers that want results)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming, let handlers finish for `grace_seconds`, then release every claim."""
+        self._stopping = True
+        self.wake()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        async with self.sessions() as session:
+            released = await release_all(session, self.owner)
+            await session.commit()
+        log.info("worker_stopped", owner=self.owner, released_claims=released)
+
+    async def _handle(self, job: Job) -> None:
+        try:
+            await self.actions.handle(job)
+        except Exception:
+            log.exception("job_action_failed", job_id=str(job.id))
+
+    async def _housekeeping(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_housekeeping < HOUSEKEEPING_INTERVAL_SECONDS:
+            return
+        self._last_housekeeping = loop_time
+        async with self.sessions() as session:
+            purged = await idempotency.purge_expired(session, self.idempotency_ttl)
+            await session.commit()
+        if purged:
+            log.info("idempotency_keys_purged", count=purged)
+
+
+def build_worker(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], submitter: Submitter
+) -> Worker:
+    """A worker configured from the settings."""
+    return Worker(
+        sessions,
+        JobActions(sessions, submitter),
+        interval=settings.worker_interval_seconds,
+        batch_size=settings.worker_batch_size,
+        idempotency_ttl=settings.idempotency_key_ttl_seconds,
+    )
