@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import Settings
 from app.db import create_engine
+from app.devmode import DevPlan, banner, dev_settings, running_simulator
 from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
+from app.simulator import SimulatorConfig
+from app.simulator import run as run_simulator
+from app.worker.standalone import run_worker_alone
 
 cli = typer.Typer(
     help="evolink-jobs: EvoLink image-generation jobs as a service.",
@@ -54,22 +61,92 @@ def migrate() -> None:
 
 
 @cli.command()
-def serve(host: HostOption = "0.0.0.0", port: PortOption = 8000) -> None:  # noqa: S104
+def serve(
+    host: HostOption = "0.0.0.0",  # noqa: S104 - a container's service listens on all interfaces
+    port: PortOption = 8000,
+    worker: Annotated[
+        bool, typer.Option(help="Also run background work (polls, retries) in this process.")
+    ] = True,
+) -> None:
     """Run the API under uvicorn (the database must be migrated)."""
+    settings = ready_settings()
+    configure_logging(settings.log_level)
+    run_app(create_app(settings, run_worker=worker), host, port, settings)
+
+
+@cli.command("worker")
+def worker_command() -> None:
+    """Run background work alone: submit queued jobs, poll overdue ones, apply deadlines."""
+    settings = ready_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker_alone(settings))
+
+
+@cli.command()
+def simulator(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8090,
+    task_seconds: Annotated[float, typer.Option(help="How long each task takes.")] = 3.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="Accept only this bearer key (default: any).")
+    ] = None,
+    result_ttl_seconds: Annotated[
+        float, typer.Option(help="How long result image URLs work (EvoLink: 24 h).")
+    ] = 86_400.0,
+) -> None:
+    """Run the EvoLink simulator: a local stand-in for EvoLink, for development and tests."""
+    try:
+        config = SimulatorConfig(
+            api_key=api_key, task_seconds=task_seconds, result_ttl_seconds=result_ttl_seconds
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    run_simulator(config, host, port)
+
+
+@cli.command()
+def dev(
+    port: PortOption = 8000,
+    simulator_port: Annotated[int | None, typer.Option(help="Default: --port + 1.")] = None,
+    task_seconds: Annotated[float, typer.Option(help="How long simulated tasks take.")] = 3.0,
+    data_dir: Annotated[Path, typer.Option(help="Where the database and keys live.")] = Path(
+        ".dev"
+    ),
+) -> None:
+    """Run everything locally: SQLite, migrations, the simulator, the API and background work."""
+    plan = DevPlan(data_dir.resolve(), "127.0.0.1", port, simulator_port or port + 1, task_seconds)
+    settings = dev_settings(plan)
+    configure_logging("WARNING")
+    upgrade(settings.database_url)
+    try:
+        with running_simulator(plan):
+            typer.echo(banner(plan, settings))
+            run_app(create_app(settings), plan.host, plan.port, settings)
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+def ready_settings() -> Settings:
+    """Settings for `serve` and `worker`: complete, and a database at the latest migration."""
     settings = load_settings()
     missing = settings.missing_for_serving()
     if missing:
         fail(f"missing settings: {', '.join(missing)} (see .env.example)")
     check_migrated(settings.database_url)
-    configure_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    return settings
+
+
+def run_app(app: FastAPI, host: str, port: int, settings: Settings) -> None:
+    """Serve `app` under uvicorn until SIGTERM or Ctrl-C, finishing requests in flight."""
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=round(settings.shutdown_timeout_seconds),
+        )
 
 
 def check_migrated(database_url: str) -> None:

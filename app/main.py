@@ -68,6 +68,13 @@ def create_app(
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker
+        if await submitter.evolink.is_simulator():
+            log.warning(
+                "evolink_is_a_simulator",
+                evolink_base_url=settings.evolink_base_url,
+                message="EVOLINK_BASE_URL points at the EvoLink simulator: no real images. "
+                "Never run production this way.",
+            )
         if worker is not None:
             worker.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)

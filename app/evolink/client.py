@@ -26,6 +26,7 @@ from app.evolink.schemas import ApiErrorBody, CreateTaskRequest, Task
 CREATE_PATH = "/v1/images/generations"
 TASK_PATH = "/v1/tasks/{task_id}"
 CONNECT_TIMEOUT_SECONDS = 5.0
+SIMULATOR_HEALTH_PATH = "/_sim/health"
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,14 @@ class EvolinkClient:
         """Read a task's current state."""
         response = await self._send("get_task", "GET", TASK_PATH.format(task_id=task_id))
         return _parse_task(response)
+
+    async def is_simulator(self) -> bool:
+        """Whether the base URL answers like `evolink-jobs simulator` (never real EvoLink)."""
+        try:
+            response = await self._http.get(SIMULATOR_HEALTH_PATH, timeout=2.0)
+            return response.status_code == 200 and response.json().get("simulator") is True
+        except Exception:  # a probe must never stop start-up, whatever answers
+            return False
 
     async def _send(
         self, operation: str, method: str, path: str, json: Any = None

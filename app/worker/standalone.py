@@ -1,0 +1,45 @@
+"""`evolink-jobs worker`: background work in a process of its own, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from app.callbacks.tokens import CallbackSigner
+from app.config import Settings
+from app.db import create_engine, create_session_factory
+from app.evolink.client import EvolinkClient, build_http_client
+from app.jobs.policy import Policy
+from app.jobs.submission import Submitter
+from app.worker.runner import build_worker, process_identity
+
+log = structlog.get_logger(__name__)
+
+
+async def run_worker_alone(settings: Settings) -> None:
+    """Run the worker loop until a stop signal, then release claims and exit."""
+    assert settings.evolink_api_key and settings.public_base_url and settings.callback_secret
+    engine = create_engine(settings.database_url)
+    http = build_http_client(settings.evolink_base_url, settings.evolink_timeout_seconds)
+    submitter = Submitter(
+        EvolinkClient(http, settings.evolink_api_key),
+        CallbackSigner(settings.public_base_url, settings.callback_secret),
+        Policy.from_settings(settings),
+        owner=process_identity(),
+        concurrency=settings.submit_concurrency,
+    )
+    worker = build_worker(settings, create_session_factory(engine), submitter)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    worker.start()
+    try:
+        await stop.wait()
+        log.info("worker_stopping")
+    finally:
+        await worker.stop(settings.shutdown_timeout_seconds)
+        await http.aclose()
+        await engine.dispose()
