@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+DATABASE_TIMEOUT_SECONDS = 5
 
 
 class Base(DeclarativeBase):
@@ -67,7 +69,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         )
         _make_sqlite_transactional(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    # Fail fast when PostgreSQL is unreachable rather than hold requests for asyncpg's 60 s.
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=DATABASE_TIMEOUT_SECONDS,
+        connect_args={"timeout": DATABASE_TIMEOUT_SECONDS},
+        **kwargs,
+    )
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
@@ -103,7 +112,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
-            await session.rollback()
+            # The database may be why we are here; the original error is the one to report.
+            with contextlib.suppress(Exception):
+                await session.rollback()
             raise
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +51,17 @@ class InvalidCursor(AppError):
 
 class ServiceUnavailable(AppError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+# What the database driver raises when the database cannot be reached or stops answering.
+DATABASE_UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 def problem(
@@ -124,6 +136,19 @@ async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, code, phrase, detail, dict(exc.headers or {}))
 
 
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # 503 with Retry-After: callers (and EvoLink's callback retries) come back, and nothing was
+    # acknowledged that was not stored.
+    log.warning("database_unavailable", error_type=type(exc).__name__)
+    return problem(
+        503,
+        "database_unavailable",
+        "Database unavailable",
+        "The service cannot reach its database right now; retry shortly.",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return problem(500, "internal_error", "Internal error", "An unexpected error occurred.")
@@ -134,4 +159,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    for exc_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -21,6 +21,7 @@ from app.jobs.policy import Policy
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.worker.claims import release_claims
 from app.worker.runner import build_worker, process_identity
 
 log = structlog.get_logger(__name__)
@@ -83,6 +84,8 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop(settings.shutdown_timeout_seconds)
+            else:
+                await release_claims(sessions, submitter.owner)
             await http.aclose()
             await engine.dispose()
             log.info("stopped")

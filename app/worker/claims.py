@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import structlog
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.models import Job, JobStatus, SubmitState
+
+log = structlog.get_logger(__name__)
 
 
 async def claim_due(
@@ -64,3 +67,15 @@ async def release_all(session: AsyncSession, owner: str) -> int:
     )
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+async def release_claims(sessions: async_sessionmaker[AsyncSession], owner: str) -> int:
+    """`release_all` in a transaction of its own; logs instead of raising (used at shutdown)."""
+    try:
+        async with sessions() as session:
+            released = await release_all(session, owner)
+            await session.commit()
+    except Exception:
+        log.exception("release_claims_failed", owner=owner)
+        return 0
+    return released
