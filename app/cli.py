@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.console.commands import register as register_console_commands
 from app.db import create_engine
 from app.devmode import DevPlan, banner, dev_settings, running_simulator
 from app.logs import configure_logging
@@ -115,6 +117,9 @@ def dev(
 ) -> None:
     """Run everything locally: SQLite, migrations, the simulator, the API and background work."""
     plan = DevPlan(data_dir.resolve(), "127.0.0.1", port, simulator_port or port + 1, task_seconds)
+    # uvicorn re-raises SIGTERM once it has shut down; make it unwind like Ctrl-C so that the
+    # simulator child is stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = dev_settings(plan)
     configure_logging("WARNING")
     upgrade(settings.database_url)
@@ -124,6 +129,10 @@ def dev(
             run_app(create_app(settings), plan.host, plan.port, settings)
     except RuntimeError as exc:
         fail(str(exc))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def ready_settings() -> Settings:
@@ -165,6 +174,9 @@ def check_migrated(database_url: str) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot reach the database: {exc}")
+
+
+register_console_commands(cli)
 
 
 def main() -> None:
