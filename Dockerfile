@@ -24,8 +24,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     DATABASE_URL=sqlite+aiosqlite:////srv/data/evolink_jobs.db
 WORKDIR /srv
-RUN mkdir -p /srv/data && chown app:app /srv/data
-USER app
+RUN mkdir -p /srv/data && chown 10001:10001 /srv/data
+USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

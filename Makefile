@@ -26,9 +26,10 @@ test: install ## the whole suite: SQLite always, PostgreSQL when TEST_DATABASE_U
 	@$(RUN) pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
 
-lint: install
+lint: install ## ruff, and hadolint for the Dockerfile
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
+	$(RUN) hadolint Dockerfile
 
 format: install
 	$(RUN) ruff format .
