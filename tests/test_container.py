@@ -1,7 +1,7 @@
 """The container's and compose's commands, run exactly as they are written (no Docker engine here).
 
-The Dockerfile's entrypoint and each compose service's command run as real processes, and the image's
-HEALTHCHECK command probes the running API. Only the port (8000/8090) and the database host differ.
+The Dockerfile's entrypoint and each compose service's command run as real processes, and the
+image's HEALTHCHECK command probes the running API. Only the ports and the database differ.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_compose_commands_and_the_healthcheck_work(
                 env=env,
                 stdout=worker_log,
                 stderr=worker_log,
-            )  # fmt: skip
+            )
         )
         healthcheck = with_port(dockerfile_json("HEALTHCHECK"), 8000, api_port)
         assert healthcheck[0] == "python"
