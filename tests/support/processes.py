@@ -48,7 +48,7 @@ def service_env(database_url: str, simulator_url: str, port: int, **extra: str) 
         WORKER_INTERVAL_SECONDS="0.2",
         CLAIM_LEASE_SECONDS="5",
         SHUTDOWN_TIMEOUT_SECONDS="5",
-        LOG_LEVEL="INFO",
+        LOG_LEVEL="DEBUG",  # the log tests check that no level leaks a secret
     )
     env.update(extra)
     return env
