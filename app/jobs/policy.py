@@ -53,6 +53,17 @@ class Policy:
         delay = _backoff(self.submit_backoff_initial, self.submit_backoff_max, attempts)
         return now + timedelta(seconds=max(delay, retry_after or 0))
 
+    def next_confirmation_at(
+        self, now: datetime, attempts: int, verdict_at: datetime
+    ) -> datetime | None:
+        """The next try at confirming a late final callback for a job we already gave up.
+
+        Backoff as for polls, for at most the job deadline again after our verdict; None then.
+        """
+        delay = _backoff(self.poll_backoff_initial, self.poll_backoff_max, attempts)
+        when = now + timedelta(seconds=delay)
+        return when if when <= verdict_at + timedelta(seconds=self.job_deadline) else None
+
     def deadline(self, created_at: datetime) -> datetime:
         """When an unfinished job is given up."""
         return created_at + timedelta(seconds=self.job_deadline)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, CursorResult, and_, case, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import Job, JobEvent, JobStatus, SubmitState
 
 
 async def add_job(session: AsyncSession, job: Job) -> Job:
@@ -147,7 +147,22 @@ async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:
 
 
 async def release_claim(session: AsyncSession, job_id: uuid.UUID, owner: str) -> None:
-    """Give up `owner`'s claim on a job (no-op if another process holds it now)."""
+    """Give up `owner`'s claim on a job (no-op if another process holds it now).
+
+    A send still marked in flight under the claim was interrupted (cancelled, at shutdown): it
+    may have reached EvoLink, so it becomes `unknown` and is never sent again.
+    """
+    await session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.claimed_by == owner,
+            Job.status == JobStatus.QUEUED,
+            Job.submit_state == SubmitState.SENDING,
+        )
+        .values(submit_state=SubmitState.UNKNOWN)
+        .execution_options(synchronize_session=False)
+    )
     await session.execute(
         update(Job)
         .where(Job.id == job_id, Job.claimed_by == owner)

@@ -125,7 +125,9 @@ async def defer_observation(
         from_statuses=NON_FINAL,
         same_status_below_progress=None,
         overturn_local_verdicts=LOCAL_VERDICTS,
-        values={"next_attempt_at": now, "submit_state": SubmitState.DONE},
+        # The submission state stays as it was: until EvoLink confirms the task, the callback
+        # may be forged, and a job it named a task EvoLink does not know must go on as before.
+        values={"next_attempt_at": now},
         progress=None,
     )
     if deferred:
@@ -133,6 +135,27 @@ async def defer_observation(
             session, job_id, observation, EventOutcome.DEFERRED, "confirming with EvoLink"
         )
     return await _classify_unapplied(session, job_id, observation)
+
+
+async def unbind_unconfirmed_task(
+    session: AsyncSession, job_id: uuid.UUID, task_id: str, detail: str
+) -> bool:
+    """Forget a task that only a (deferred) callback named and EvoLink does not know.
+
+    Such a job is still `queued`: EvoLink never accepted it in our sight. It goes back to where
+    its submission stood, due now; True if the job was unbound.
+    """
+    unbound = await repository.update_job_if(
+        session,
+        job_id,
+        [JobStatus.QUEUED],
+        {"evolink_task_id": None, "next_attempt_at": utcnow()},
+        evolink_task_id=task_id,
+    )
+    if unbound:
+        await record_rejection(session, job_id, EventSource.POLL, None, detail)
+        log.warning("unconfirmed_task_unbound", job_id=str(job_id), evolink_task_id=task_id)
+    return unbound
 
 
 async def fail_locally(

@@ -17,6 +17,7 @@ from app.jobs.state_machine import (
     Observation,
     apply_observation,
     fail_locally,
+    unbind_unconfirmed_task,
 )
 from app.jobs.submission import Submitter
 
@@ -45,10 +46,12 @@ class JobActions:
                 await session.commit()
 
     async def _dispatch(self, job: Job) -> None:
-        if job.status == JobStatus.QUEUED and job.submit_state != SubmitState.DONE:
-            await self._advance_submission(job)
-        elif job.evolink_task_id and (job.status in NON_FINAL or job.error_code in LOCAL_VERDICTS):
+        # A bound task is asked about first: a queued job is bound only by a deferred callback,
+        # which EvoLink must confirm (or deny) before the submission goes on.
+        if job.evolink_task_id and (job.status in NON_FINAL or job.error_code in LOCAL_VERDICTS):
             await self.poll(job)
+        elif job.status == JobStatus.QUEUED and job.submit_state != SubmitState.DONE:
+            await self._advance_submission(job)
         else:
             await self._reschedule(job, None)
 
@@ -62,7 +65,10 @@ class JobActions:
             case SubmitState.SENDING:
                 # Our claim lapsed while the request was on the wire: it may have reached EvoLink.
                 log.warning("submission_interrupted", job_id=str(job.id))
-                await self._update_queued(job, {"submit_state": SubmitState.UNKNOWN})
+                deadline = self.policy.unknown_deadline(job.submitted_at or job.created_at)
+                await self._update_queued(
+                    job, {"submit_state": SubmitState.UNKNOWN, "next_attempt_at": deadline}
+                )
             case _:
                 deadline = self.policy.unknown_deadline(job.submitted_at or job.created_at)
                 if now >= deadline:
@@ -85,11 +91,11 @@ class JobActions:
                 submit_state=SubmitState.WAITING,
                 claimed_by=self.owner,
             )
+            fresh = await repository.get_job(session, job.id) if claimed else None
+            # Commit before the call: no transaction is held open across EvoLink.
             await session.commit()
-            if not claimed:
+            if fresh is None:
                 return
-            fresh = await repository.get_job(session, job.id)
-            assert fresh is not None
             await self.submitter.send(session, fresh)
             await session.commit()
 
@@ -102,11 +108,11 @@ class JobActions:
         try:
             task = await self.submitter.evolink.get_task(job.evolink_task_id)
         except evolink_errors.EvolinkTaskNotFound:
-            await self._fail(job, "task_not_found", "EvoLink no longer knows this task")
+            await self._task_not_found(job, job.evolink_task_id)
             return
         except evolink_errors.EvolinkError as exc:
             log.warning("poll_failed", job_id=str(job.id), status=exc.status, error=exc.message)
-            await self._after_poll(job, attempts, next_poll)
+            await self._after_poll(job, attempts, next_poll, answered=False)
             return
         async with self.sessions() as session:
             await apply_observation(
@@ -116,23 +122,48 @@ class JobActions:
                 next_check_at=next_poll,
             )
             await session.commit()
-        await self._after_poll(job, attempts, next_poll)
+        await self._after_poll(job, attempts, next_poll, answered=True)
 
-    async def _after_poll(self, job: Job, attempts: int, next_poll: datetime) -> None:
+    async def _after_poll(
+        self, job: Job, attempts: int, next_poll: datetime, *, answered: bool
+    ) -> None:
         async with self.sessions() as session:
             fresh = await repository.get_job(session, job.id)
             if fresh is None:
                 return
+            now = utcnow()
             values: dict[str, object] = {"poll_attempts": attempts}
-            if fresh.status in NON_FINAL and utcnow() >= self.policy.deadline(job.created_at):
+            if fresh.status in NON_FINAL and now >= self.policy.deadline(job.created_at):
                 await fail_locally(
                     session, job.id, "deadline_exceeded", "EvoLink did not finish the task in time"
                 )
             elif fresh.status in NON_FINAL:
                 values["next_attempt_at"] = next_poll
+            elif not answered and fresh.error_code in LOCAL_VERDICTS:
+                # A late final callback awaits EvoLink's confirmation: losing it to one failed
+                # poll would lose a real result, so keep asking for a while.
+                values["next_attempt_at"] = self.policy.next_confirmation_at(
+                    now, attempts, fresh.completed_at or now
+                )
             else:
                 values["next_attempt_at"] = None
             await repository.update_job_if(session, job.id, list(JobStatus), values)
+            await session.commit()
+
+    async def _task_not_found(self, job: Job, task_id: str) -> None:
+        async with self.sessions() as session:
+            if job.status == JobStatus.QUEUED:
+                # Only a callback named this task; it may have been forged.
+                await unbind_unconfirmed_task(
+                    session, job.id, task_id, f"EvoLink does not know task {task_id}; unbound"
+                )
+            elif not await fail_locally(
+                session, job.id, "task_not_found", "EvoLink no longer knows this task"
+            ):
+                # Already final (a late callback for a job we gave up): nothing more to ask.
+                await repository.update_job_if(
+                    session, job.id, list(JobStatus), {"next_attempt_at": None}
+                )
             await session.commit()
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
