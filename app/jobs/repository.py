@@ -7,8 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, and_, case, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Exists,
+    and_,
+    case,
+    exists,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.jobs.models import Job, JobEvent, JobStatus, SubmitState
 
@@ -85,6 +97,7 @@ async def transition_job(
         .where(
             Job.id == job_id,
             or_(Job.evolink_task_id.is_(None), Job.evolink_task_id == task_id),
+            ~_bound_elsewhere(task_id, job_id),
             allowed,
         )
         .values(evolink_task_id=task_id, **values)
@@ -93,6 +106,16 @@ async def transition_job(
     result = await session.execute(statement)
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
+
+
+def _bound_elsewhere(task_id: str, job_id: uuid.UUID) -> Exists:
+    other = aliased(Job)
+    return exists().where(other.evolink_task_id == task_id, other.id != job_id)
+
+
+async def task_bound_elsewhere(session: AsyncSession, task_id: str, job_id: uuid.UUID) -> bool:
+    """Whether another job is bound to EvoLink task `task_id`."""
+    return bool(await session.scalar(select(_bound_elsewhere(task_id, job_id))))
 
 
 async def fill_missing_details(

@@ -223,7 +223,10 @@ async def _classify_unapplied(
         raise JobNotFound(f"no job {job_id}")
     if detail is not None:
         return await _record(session, job_id, observation, EventOutcome.REJECTED, detail)
-    if job.evolink_task_id not in (None, observation.task.id):
+    if job.evolink_task_id not in (None, observation.task.id) or (
+        job.evolink_task_id is None
+        and await repository.task_bound_elsewhere(session, observation.task.id, job_id)
+    ):
         return await _record(session, job_id, observation, EventOutcome.REJECTED, MISMATCH)
     same = job.status == target_status(observation.task)
     outcome = EventOutcome.DUPLICATE if same else EventOutcome.STALE

@@ -141,6 +141,30 @@ async def test_another_tasks_id_is_409_and_changes_nothing(
     assert event["outcome"] == "rejected"
 
 
+async def test_a_task_bound_to_another_job_is_409_and_changes_nothing(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, evolink: respx.MockRouter
+) -> None:
+    await submit(client, evolink)  # bound to payloads.TASK_ID
+    evolink.post("/v1/images/generations").mock(
+        return_value=httpx.Response(503, json=payloads.integer_error(503, "down", "unavailable"))
+    )
+    response = await client.post("/v1/jobs", json={"prompt": "queued, no task yet"})
+    queued = response.json()
+    assert (queued["status"], queued["evolink_task_id"]) == ("queued", None)
+    path = await callback_path(client, evolink)
+
+    answer = await anonymous.post(path, json=payloads.completed_task())
+    assert answer.status_code == 409
+    stored = (await client.get(f"/v1/jobs/{queued['id']}")).json()
+    assert (stored["status"], stored["evolink_task_id"]) == ("queued", None)
+
+
+async def callback_path(client: httpx.AsyncClient, evolink: respx.MockRouter) -> str:
+    """The callback path of the last job sent to EvoLink."""
+    sent = json.loads(evolink.calls.last.request.content)
+    return httpx.URL(sent["callback_url"]).path
+
+
 async def test_callback_that_overtakes_the_create_answer_binds_the_task(
     app: FastAPI, client: httpx.AsyncClient, evolink: respx.MockRouter
 ) -> None:
