@@ -45,8 +45,10 @@ async def receive_callback(
 ) -> dict[str, str]:
     """Take a finished task EvoLink posts to us; answers which outcome it had.
 
-    With VERIFY_CALLBACKS (the default) a final status is only a hint: it is recorded as
-    `deferred` and background work confirms it with EvoLink's task API before applying it.
+    With VERIFY_CALLBACKS (the default) a callback is only a hint: it is recorded as `deferred`
+    and background work confirms it with EvoLink's task API before anything is applied (EvoLink
+    calls back final states only, so a callback that would change nothing is still `duplicate`
+    or `stale` at once).
     """
     if not signer.matches(job_id, token):
         raise JobNotFound("no such callback URL")
@@ -67,8 +69,7 @@ async def receive_callback(
         ) from None
 
     observation = Observation(task, EventSource.CALLBACK, body)
-    final = (status := target_status(task)) is not None and status.is_final
-    if final and settings.verify_callbacks:
+    if settings.verify_callbacks and target_status(task) is not None:
         result = await defer_observation(session, job_id, observation)
     else:
         result = await apply_observation(session, job_id, observation)

@@ -126,19 +126,26 @@ async def test_forged_callback_then_a_404_for_the_jobs_own_task_injects_no_resul
     assert (now["status"], now["error"]["code"]) == ("failed", "task_not_found")
 
 
+@pytest.mark.parametrize(
+    "forged",
+    [
+        payloads.failed_task("task-forged", code="content_policy_violation"),
+        payloads.processing_task("task-forged", progress=50),
+    ],
+)
 async def test_forged_task_id_cannot_hijack_a_job_whose_submission_is_unknown(
     client: httpx.AsyncClient,
     anonymous: httpx.AsyncClient,
     evolink: respx.MockRouter,
     worker: Worker,
     session_factory: Sessions,
+    forged: dict[str, Any],
 ) -> None:
     create = evolink.post("/v1/images/generations").mock(return_value=httpx.Response(500))
     job = (await client.post("/v1/jobs", json={"prompt": "a cat"})).json()
     path = httpx.URL(json.loads(create.calls.last.request.content)["callback_url"]).path
     forged_get = evolink.get("/v1/tasks/task-forged").mock(return_value=httpx.Response(404))
 
-    forged = payloads.failed_task("task-forged", code="content_policy_violation")
     assert (await anonymous.post(path, json=forged)).json() == {"outcome": "deferred"}
     await run(worker)
     assert forged_get.call_count == 1
