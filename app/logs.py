@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, with request, caller, job and task ids."""
+"""Structured logging (one JSON object per line, with request, caller, job and task ids) and the
+per-request middleware that logs and counts every request."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -79,12 +82,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            HTTP_REQUESTS.labels(method=scope["method"], route=route, status=status).inc()
+            HTTP_LATENCY.labels(method=scope["method"], route=route).observe(seconds)
             access_log.info(
                 "request",
                 method=scope["method"],
-                route=route_template(scope),
+                route=route,
                 status=status,
-                seconds=round(time.perf_counter() - started, 4),
+                seconds=round(seconds, 4),
             )
 
 

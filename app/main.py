@@ -9,7 +9,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
-from app import health
+from app import health, metrics_endpoint
 from app.callbacks import router as callbacks_router
 from app.callbacks.tokens import CallbackSigner
 from app.config import Settings, get_settings
@@ -101,4 +101,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs_router.router)
     app.include_router(callbacks_router.router)
+    app.include_router(metrics_endpoint.router)
     return app

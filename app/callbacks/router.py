@@ -23,6 +23,7 @@ from app.jobs.state_machine import (
     record_rejection,
     target_status,
 )
+from app.metrics import CALLBACKS
 from app.openapi import problem_responses
 
 router = APIRouter(tags=["callbacks"])
@@ -75,6 +76,7 @@ async def receive_callback(
         result = await apply_observation(session, job_id, observation)
     await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})
     await session.commit()
+    CALLBACKS.labels(outcome=result.outcome).inc()
     if result.outcome is EventOutcome.DEFERRED:
         wake_worker(request)
     if result.task_mismatch:
@@ -85,5 +87,6 @@ async def receive_callback(
 async def _reject(session: SessionDep, job_id: uuid.UUID, body: str | None, detail: str) -> None:
     if not await jobs_repository.job_exists(session, job_id):
         raise JobNotFound("no such callback URL")
+    CALLBACKS.labels(outcome=EventOutcome.REJECTED).inc()
     await record_rejection(session, job_id, EventSource.CALLBACK, body, detail)
     await session.commit()

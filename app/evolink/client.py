@@ -22,6 +22,7 @@ from app.evolink.errors import (
     EvolinkUnavailable,
 )
 from app.evolink.schemas import ApiErrorBody, CreateTaskRequest, Task
+from app.metrics import EVOLINK_LATENCY, EVOLINK_REQUESTS
 
 CREATE_PATH = "/v1/images/generations"
 TASK_PATH = "/v1/tasks/{task_id}"
@@ -73,12 +74,18 @@ class EvolinkClient:
         headers = {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
         started = time.perf_counter()
         try:
-            response = await self._http.request(method, path, json=json, headers=headers)
+            try:
+                response = await self._http.request(method, path, json=json, headers=headers)
+            finally:
+                EVOLINK_LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            _count(operation, "error", type(exc).__name__)
             raise EvolinkUnavailable(f"EvoLink could not be reached: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
+            _count(operation, "error", type(exc).__name__)
             raise EvolinkTimeout(f"EvoLink did not answer in time: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
+            _count(operation, "error", type(exc).__name__)
             raise EvolinkOutcomeUnknown(
                 f"the connection to EvoLink failed: {type(exc).__name__}"
             ) from exc
@@ -89,8 +96,15 @@ class EvolinkClient:
             seconds=round(time.perf_counter() - started, 4),
         )
         if response.is_success:
+            _count(operation, str(response.status_code), "")
             return response
-        raise _classify(response)
+        error = _classify(response)
+        _count(operation, str(response.status_code), error.code or "")
+        raise error
+
+
+def _count(operation: str, status: str, code: str) -> None:
+    EVOLINK_REQUESTS.labels(operation=operation, status=status, code=code).inc()
 
 
 def _parse_task(response: httpx.Response) -> Task:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    func,
     or_,
     select,
     tuple_,
@@ -22,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.jobs.models import Job, JobEvent, JobStatus, SubmitState
+from app.jobs.models import FINAL_STATUSES, Job, JobEvent, JobStatus, SubmitState
 
 
 async def add_job(session: AsyncSession, job: Job) -> Job:
@@ -191,4 +193,41 @@ async def release_claim(session: AsyncSession, job_id: uuid.UUID, owner: str) ->
         .where(Job.id == job_id, Job.claimed_by == owner)
         .values(claimed_by=None, claim_expires_at=None)
         .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class JobStatistics:
+    """Counts of jobs for the metrics endpoint."""
+
+    by_status: dict[str, int]
+    final_by_source: dict[tuple[str, bool], int]
+    due: int
+    waiting_to_submit: int
+
+
+async def job_statistics(session: AsyncSession, now: datetime) -> JobStatistics:
+    """Jobs by status, final jobs by source and callback, the due backlog and the submit queue."""
+    by_status = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    called_back = Job.callback_received_at.is_not(None)
+    final = await session.execute(
+        select(Job.final_source, called_back, func.count())
+        .where(Job.status.in_(FINAL_STATUSES))
+        .group_by(Job.final_source, called_back)
+    )
+    due = await session.scalar(
+        select(func.count()).where(Job.next_attempt_at <= now, Job.status.not_in(FINAL_STATUSES))
+    )
+    waiting = await session.scalar(
+        select(func.count()).where(
+            Job.status == JobStatus.QUEUED, Job.submit_state == SubmitState.WAITING
+        )
+    )
+    return JobStatistics(
+        by_status={status: count for status, count in by_status.all()},
+        final_by_source={
+            (source or "unknown", bool(flag)): count for source, flag, count in final.all()
+        },
+        due=due or 0,
+        waiting_to_submit=waiting or 0,
     )

@@ -23,6 +23,7 @@ from app.errors import JobNotFound
 from app.evolink.schemas import Task
 from app.jobs import repository
 from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus, SubmitState
+from app.metrics import job_finished
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +110,8 @@ async def apply_observation(
         progress=progress,
     )
     if applied:
+        if status.is_final:
+            job_finished(observation.source, status)
         return await _record(session, job_id, observation, EventOutcome.APPLIED)
     return await _classify_unapplied(session, job_id, observation)
 
@@ -195,6 +198,7 @@ async def fail_locally(
             ),
         )
         log.warning("job_failed_locally", job_id=str(job_id), code=code)
+        job_finished(EventSource.LOCAL, JobStatus.FAILED)
     return failed
 
 

@@ -26,6 +26,7 @@ from app.jobs import errors, repository
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus, SubmitState
 from app.jobs.policy import Policy
 from app.jobs.state_machine import NON_FINAL, Observation, apply_observation
+from app.metrics import job_finished
 
 log = structlog.get_logger(__name__)
 
@@ -152,13 +153,15 @@ class Submitter:
                 }
                 event = "submission_refused"
         log.warning(event, job_id=str(job.id), status=exc.status, code=exc.code, error=exc.message)
-        await repository.update_job_if(
+        recorded = await repository.update_job_if(
             session,
             job.id,
             [JobStatus.QUEUED],
             {**values, "updated_at": now},
             submit_state=SubmitState.SENDING,
         )
+        if recorded and problem is not None:
+            job_finished(EventSource.SUBMIT, JobStatus.FAILED)
         await self._release(session, job.id)
         return SubmitResult(await _reload(session, job.id), problem)
 

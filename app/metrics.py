@@ -1,0 +1,75 @@
+"""Prometheus instruments: what this process does (counters, histograms) and what the database
+holds (gauges, set at scrape time by metrics_endpoint.py, so every replica reports the same)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+_PREFIX = "evolink_jobs_"
+HTTP_REQUESTS = Counter(
+    _PREFIX + "http_requests",
+    "HTTP requests answered, by route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    _PREFIX + "http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["method", "route"],
+    registry=REGISTRY,
+)
+CALLBACKS = Counter(
+    _PREFIX + "callbacks",
+    "EvoLink callbacks received, by outcome (applied, deferred, duplicate, stale, rejected).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+EVOLINK_REQUESTS = Counter(
+    _PREFIX + "evolink_requests",
+    "Calls to EvoLink, by operation, HTTP status (or `error`) and EvoLink's error code.",
+    ["operation", "status", "code"],
+    registry=REGISTRY,
+)
+EVOLINK_LATENCY = Histogram(
+    _PREFIX + "evolink_request_duration_seconds",
+    "Time EvoLink took to answer, by operation.",
+    ["operation"],
+    registry=REGISTRY,
+)
+JOBS_FINISHED = Counter(
+    _PREFIX + "jobs_finished",
+    "Jobs this process brought to a final state, by what told us (submit, callback, poll, local).",
+    ["source", "status"],
+    registry=REGISTRY,
+)
+JOBS = Gauge(_PREFIX + "jobs", "Jobs in the database, by status.", ["status"], registry=REGISTRY)
+FINAL_JOBS = Gauge(
+    _PREFIX + "final_jobs",
+    "Final jobs by what ended them and whether any callback arrived (callback-loss rate: "
+    'final_jobs{callback="false"} / sum(final_jobs)).',
+    ["final_source", "callback"],
+    registry=REGISTRY,
+)
+RECONCILER_BACKLOG = Gauge(
+    _PREFIX + "reconciler_backlog",
+    "Unfinished jobs whose next background check (poll, retry, deadline) is due now.",
+    registry=REGISTRY,
+)
+SUBMISSION_QUEUE = Gauge(
+    _PREFIX + "submission_queue_depth",
+    "Jobs waiting to be submitted to EvoLink.",
+    registry=REGISTRY,
+)
+
+
+def job_finished(source: str, status: str) -> None:
+    """Count a job reaching a final state here."""
+    JOBS_FINISHED.labels(source=source, status=status).inc()
