@@ -43,7 +43,11 @@ class Problem(BaseModel):
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries documenting problem+json answers for these statuses."""
+    """`responses=` entries documenting problem+json answers for these statuses.
+
+    503 (the database is unreachable) can come from every route that has one, so it is always in.
+    """
+    statuses = tuple(sorted({*statuses, 503}))
     return {
         status: {
             "description": HTTPStatus(status).phrase,

@@ -33,7 +33,7 @@ MAX_CALLBACK_BYTES = 64 * 1024
 
 @router.post(
     "/callbacks/evolink/{job_id}/{token}",
-    responses=problem_responses(400, 404, 409, 413),
+    responses=problem_responses(400, 404, 409, 413, 422),
     summary="EvoLink's task callback (called by EvoLink, not by clients)",
 )
 async def receive_callback(

@@ -131,7 +131,10 @@ async def list_jobs(
 
 
 @router.get(
-    "/{job_id}", response_model=JobRead, responses=problem_responses(401, 404), summary="Get a job"
+    "/{job_id}",
+    response_model=JobRead,
+    responses=problem_responses(401, 404, 422),
+    summary="Get a job",
 )
 async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> JobRead:
     """One of the caller's jobs."""
@@ -141,7 +144,7 @@ async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> 
 @router.get(
     "/{job_id}/events",
     response_model=JobEventList,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),
     summary="A job's history",
 )
 async def list_job_events(

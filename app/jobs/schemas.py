@@ -29,7 +29,15 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrlText = Annotated[str, Field(max_length=MAX_URL_CHARS), AfterValidator(_http_url)]
+# The pattern documents the rule for clients and schema-driven tests; _http_url enforces it.
+URL_PATTERN = r"^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?([/?#][^\s]*)?$"
+HttpUrlText = Annotated[
+    str,
+    Field(max_length=MAX_URL_CHARS, json_schema_extra={"pattern": URL_PATTERN}),
+    AfterValidator(_http_url),
+]
+# Documented from the default model's rules; the validators below apply each model's own.
+_SPEC = MODELS[DEFAULT_MODEL]
 
 
 def _spec(info: ValidationInfo) -> ModelSpec | None:
@@ -50,18 +58,43 @@ class JobCreate(BaseModel):
                     "n": 1,
                     "metadata": {"order_id": "A-1042"},
                 }
-            ]
+            ],
+            # mask_url needs exactly one reference image.
+            "if": {"properties": {"mask_url": {"type": "string"}}, "required": ["mask_url"]},
+            "then": {
+                "properties": {"image_urls": {"minItems": 1, "maxItems": 1}},
+                "required": ["image_urls"],
+            },
         },
     )
 
-    model: str = Field(DEFAULT_MODEL, description="Only `gpt-4o-image` is accepted.")
-    prompt: str = Field(description="What to draw, or how to edit the input image; 1-2000 chars.")
-    size: str | None = Field(
-        None, description="One of 1:1, 2:3, 3:2, 1024x1024, 1024x1536, 1536x1024."
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Only `gpt-4o-image` is accepted.",
+        json_schema_extra={"enum": list(MODELS)},
     )
-    n: int | None = Field(None, description="Number of images: 1, 2 or 4 (default 1).")
+    prompt: str = Field(
+        description="What to draw, or how to edit the input image; 1-2000 chars.",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": _SPEC.max_prompt_chars,
+            "pattern": r"\S",
+        },
+    )
+    size: str | None = Field(
+        None,
+        description="One of 1:1, 2:3, 3:2, 1024x1024, 1024x1536, 1536x1024.",
+        json_schema_extra={"enum": [*_SPEC.sizes, None]},
+    )
+    n: int | None = Field(
+        None,
+        description="Number of images: 1, 2 or 4 (default 1).",
+        json_schema_extra={"enum": [*_SPEC.n_values, None]},
+    )
     image_urls: list[HttpUrlText] = Field(
-        default_factory=list, description="Up to 5 reference images (http(s) URLs)."
+        default_factory=list,
+        description="Up to 5 reference images (http(s) URLs).",
+        json_schema_extra={"maxItems": _SPEC.max_image_urls},
     )
     mask_url: HttpUrlText | None = Field(
         None, description="Edit mask (PNG); only with exactly one image URL."
@@ -133,10 +166,32 @@ class JobErrorRead(BaseModel):
     message: str | None
 
 
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "4f0c2a9e-5b1d-4c3e-9f7a-2d8e6b1c0a55",
+    "status": "completed",
+    "progress": 100,
+    "model": "gpt-4o-image",
+    "prompt": "A watercolour fox in a snowy forest",
+    "size": "1:1",
+    "n": 1,
+    "image_urls": [],
+    "mask_url": None,
+    "metadata": {"order_id": "A-1042"},
+    "evolink_task_id": "task-unified-1757156493-imcg5zqt",
+    "results": ["https://tempfile.aiquickdraw.com/s/generated_image_url.png"],
+    "error": None,
+    "usage": {"billing_rule": "per_call", "credits_reserved": 2.5, "user_group": "default"},
+    "estimated_time": 100,
+    "created_at": "2026-11-26T10:00:00Z",
+    "updated_at": "2026-11-26T10:01:42Z",
+    "completed_at": "2026-11-26T10:01:42Z",
+}
+
+
 class JobRead(BaseModel):
     """A job as callers see it."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [JOB_EXAMPLE]})
 
     id: uuid.UUID
     status: str
@@ -161,6 +216,10 @@ class JobRead(BaseModel):
 class JobPage(BaseModel):
     """One page of a caller's jobs, newest first."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [JOB_EXAMPLE], "next_cursor": None}]}
+    )
+
     data: list[JobRead]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
@@ -169,6 +228,22 @@ class JobPage(BaseModel):
 
 class JobEventRead(BaseModel):
     """One observation of the job's EvoLink task."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "received_at": "2026-11-26T10:01:42Z",
+                    "source": "callback",
+                    "status": "completed",
+                    "outcome": "deferred",
+                    "detail": "confirming with EvoLink",
+                    "body": {"id": "task-unified-1757156493-imcg5zqt", "status": "completed"},
+                }
+            ]
+        }
+    )
 
     id: int
     received_at: datetime
