@@ -11,18 +11,16 @@ from fastapi import FastAPI
 
 from app import health, metrics_endpoint
 from app.callbacks import router as callbacks_router
-from app.callbacks.tokens import CallbackSigner
 from app.config import Settings, get_settings
 from app.db import create_engine, create_session_factory
 from app.errors import install_error_handlers
-from app.evolink.client import EvolinkClient, build_http_client
+from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
-from app.jobs.policy import Policy
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
 from app.worker.claims import release_claims
-from app.worker.runner import build_worker, process_identity
+from app.worker.runner import build_worker
 
 log = structlog.get_logger(__name__)
 
@@ -48,20 +46,13 @@ def create_app(
         missing = settings.missing_for_serving()
         if missing:
             raise SettingsMissing(f"missing settings: {', '.join(missing)}")
-        assert settings.evolink_api_key and settings.public_base_url and settings.callback_secret
         engine = create_engine(settings.database_url)
         await assert_database_at_head(engine)
         http = build_http_client(
             settings.evolink_base_url, settings.evolink_timeout_seconds, evolink_transport
         )
         sessions = create_session_factory(engine)
-        submitter = Submitter(
-            EvolinkClient(http, settings.evolink_api_key),
-            CallbackSigner(settings.public_base_url, settings.callback_secret),
-            Policy.from_settings(settings),
-            owner=process_identity(),
-            concurrency=settings.submit_concurrency,
-        )
+        submitter = Submitter.from_settings(settings, http)
         worker = build_worker(settings, sessions, submitter) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine

@@ -1,8 +1,12 @@
-"""When background work acts on a job: deadlines, backoff and leases, from the settings."""
+"""When background work acts on a job: deadlines, backoff and leases, from the settings; and
+the name under which this process holds its claims."""
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,6 +79,11 @@ class Policy:
     def lease_until(self, now: datetime) -> datetime:
         """When a claim taken now lapses."""
         return now + timedelta(seconds=self.claim_lease)
+
+
+def process_identity() -> str:
+    """A name for this process's claims: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _backoff(initial: float, ceiling: float, attempts: int) -> float:

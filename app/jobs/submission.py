@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.callbacks.tokens import CallbackSigner
+from app.config import Settings
 from app.db import utcnow
 from app.errors import AppError, JobNotFound
 from app.evolink import errors as evolink_errors
@@ -24,7 +26,7 @@ from app.evolink.client import EvolinkClient
 from app.evolink.schemas import CreateTaskRequest
 from app.jobs import errors, repository
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus, SubmitState
-from app.jobs.policy import Policy
+from app.jobs.policy import Policy, process_identity
 from app.jobs.state_machine import NON_FINAL, Observation, apply_observation
 from app.metrics import job_finished
 
@@ -55,6 +57,19 @@ class Submitter:
         self.policy = policy
         self.owner = owner
         self._slots = asyncio.Semaphore(concurrency)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, http: httpx.AsyncClient) -> Submitter:
+        """The submitter the settings describe, for a process named by `process_identity()`."""
+        if not (settings.evolink_api_key and settings.public_base_url and settings.callback_secret):
+            raise ValueError("EVOLINK_API_KEY, PUBLIC_BASE_URL and CALLBACK_SECRET are required")
+        return cls(
+            EvolinkClient(http, settings.evolink_api_key),
+            CallbackSigner(settings.public_base_url, settings.callback_secret),
+            Policy.from_settings(settings),
+            owner=process_identity(),
+            concurrency=settings.submit_concurrency,
+        )
 
     @asynccontextmanager
     async def free_slot(self) -> AsyncIterator[bool]:

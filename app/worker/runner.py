@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import uuid
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,11 +19,6 @@ from app.worker.claims import claim_due, release_all
 log = structlog.get_logger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 60.0
-
-
-def process_identity() -> str:
-    """A name for this process's claims: host, pid and a random suffix."""
-    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Worker:

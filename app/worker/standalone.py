@@ -7,29 +7,20 @@ import signal
 
 import structlog
 
-from app.callbacks.tokens import CallbackSigner
 from app.config import Settings
 from app.db import create_engine, create_session_factory
-from app.evolink.client import EvolinkClient, build_http_client
-from app.jobs.policy import Policy
+from app.evolink.client import build_http_client
 from app.jobs.submission import Submitter
-from app.worker.runner import build_worker, process_identity
+from app.worker.runner import build_worker
 
 log = structlog.get_logger(__name__)
 
 
 async def run_worker_alone(settings: Settings) -> None:
     """Run the worker loop until a stop signal, then release claims and exit."""
-    assert settings.evolink_api_key and settings.public_base_url and settings.callback_secret
     engine = create_engine(settings.database_url)
     http = build_http_client(settings.evolink_base_url, settings.evolink_timeout_seconds)
-    submitter = Submitter(
-        EvolinkClient(http, settings.evolink_api_key),
-        CallbackSigner(settings.public_base_url, settings.callback_secret),
-        Policy.from_settings(settings),
-        owner=process_identity(),
-        concurrency=settings.submit_concurrency,
-    )
+    submitter = Submitter.from_settings(settings, http)
     worker = build_worker(settings, create_session_factory(engine), submitter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
