@@ -42,3 +42,5 @@ async def test_a_full_job_logs_json_with_ids_and_no_secrets(
     assert any(r.get("event") == "request" and r.get("route") == "/v1/jobs" for r in traced)
     callbacks = [r for r in records if r.get("route") == "/callbacks/evolink/{job_id}/{token}"]
     assert callbacks, "callback requests are logged by their route template"
+    [warning] = [r for r in records if r.get("event") == "evolink_is_a_simulator"]
+    assert warning["level"] == "warning", "start-up must warn that EvoLink is the simulator"
