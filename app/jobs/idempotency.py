@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,13 +70,12 @@ async def find(
     in_flight_seconds: float,
 ) -> Replay | None:
     """What an earlier request with this key got; None if the key is new (or expired)."""
-    row = await session.get(IdempotencyKey, (caller, key), populate_existing=True)
+    row = await repository.get_idempotency_key(session, caller, key)
     if row is None:
         return None
     now = utcnow()
     if row.created_at < now - timedelta(seconds=ttl_seconds):
-        await session.delete(row)
-        await session.flush()
+        await repository.delete_idempotency_key(session, row)
         return None
     if row.fingerprint != digest:
         raise IdempotencyKeyReused("this Idempotency-Key was first used with a different body")
@@ -102,8 +100,9 @@ async def claim(
     try:
         async with session.begin_nested():
             job: Job = await job_factory()
-            session.add(IdempotencyKey(caller=caller, key=key, fingerprint=digest, job_id=job.id))
-            await session.flush()
+            await repository.add_idempotency_key(
+                session, IdempotencyKey(caller=caller, key=key, fingerprint=digest, job_id=job.id)
+            )
     except IntegrityError:
         return None
     return job
@@ -113,16 +112,11 @@ async def complete(
     session: AsyncSession, caller: str, key: str, status: int, body: dict[str, Any]
 ) -> None:
     """Store the answer the first request got, for replays."""
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.caller == caller, IdempotencyKey.key == key)
-        .values(response_status=status, response_body=body, completed_at=utcnow())
-    )
+    await repository.complete_idempotency_key(session, caller, key, status, body, utcnow())
 
 
 async def purge_expired(session: AsyncSession, ttl_seconds: float) -> int:
     """Forget keys older than the TTL; how many went."""
-    cutoff = utcnow() - timedelta(seconds=ttl_seconds)
-    result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
-    assert isinstance(result, CursorResult)
-    return result.rowcount
+    return await repository.delete_idempotency_keys_before(
+        session, utcnow() - timedelta(seconds=ttl_seconds)
+    )

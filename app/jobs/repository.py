@@ -1,4 +1,4 @@
-"""The SQL for jobs and their events, and nothing else."""
+"""The SQL for jobs, their events and their idempotency keys, and nothing else."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Exists,
     and_,
     case,
+    delete,
     exists,
     func,
     or_,
@@ -24,7 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.jobs.models import FINAL_STATUSES, Job, JobEvent, JobStatus, SubmitState
+from app.jobs.models import (
+    FINAL_STATUSES,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    JobStatus,
+    SubmitState,
+)
 
 
 async def add_job(session: AsyncSession, job: Job) -> Job:
@@ -231,3 +239,45 @@ async def job_statistics(session: AsyncSession, now: datetime) -> JobStatistics:
         due=due or 0,
         waiting_to_submit=waiting or 0,
     )
+
+
+async def get_idempotency_key(
+    session: AsyncSession, caller: str, key: str
+) -> IdempotencyKey | None:
+    """A caller's idempotency key, fresh from the database."""
+    return await session.get(IdempotencyKey, (caller, key), populate_existing=True)
+
+
+async def add_idempotency_key(session: AsyncSession, row: IdempotencyKey) -> None:
+    """Insert a key (IntegrityError if the caller already has it)."""
+    session.add(row)
+    await session.flush()
+
+
+async def delete_idempotency_key(session: AsyncSession, row: IdempotencyKey) -> None:
+    """Forget one key."""
+    await session.delete(row)
+    await session.flush()
+
+
+async def complete_idempotency_key(
+    session: AsyncSession,
+    caller: str,
+    key: str,
+    status: int,
+    body: dict[str, Any],
+    completed_at: datetime,
+) -> None:
+    """Store the answer a key's first request got."""
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.caller == caller, IdempotencyKey.key == key)
+        .values(response_status=status, response_body=body, completed_at=completed_at)
+    )
+
+
+async def delete_idempotency_keys_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Forget keys created before `cutoff`; how many went."""
+    result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    assert isinstance(result, CursorResult)
+    return result.rowcount
