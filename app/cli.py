@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, Protocol, runtime_checkable
 
 import typer
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from typer.exceptions import TyperException
 
 from app.config import Settings
 from app.console.commands import register as register_console_commands
@@ -180,8 +181,23 @@ register_console_commands(cli)
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    cli()
+    """Entry point of the console script: usage errors are one readable line, not a box."""
+    command = typer.main.get_command(cli)
+    try:
+        status = command.main(prog_name="evolink-jobs", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("evolink-jobs: interrupted", err=True)
+        raise SystemExit(130) from None
+    except TyperException as exc:  # bad options or arguments, as the parser found them
+        message = exc.format_message() if isinstance(exc, UsageFormatting) else str(exc)
+        typer.echo(f"evolink-jobs: {message} (see --help)", err=True)
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    raise SystemExit(status if isinstance(status, int) else 0)
+
+
+@runtime_checkable
+class UsageFormatting(Protocol):
+    def format_message(self) -> str: ...
 
 
 if __name__ == "__main__":

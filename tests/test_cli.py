@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ALPHA_KEY, CALLBACK_SECRET
 
@@ -103,3 +104,20 @@ def test_migrate_then_serve(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
     assert server.returncode in (0, -15)
     assert '"event": "stopped"' in output, output
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["submit", "a fox", "--n", "abc", "--api-key", "k"], "--n"),
+        (["submit", "--api-key", "k"], "prompt"),
+        (["frobnicate"], "frobnicate"),
+        (["serve", "--port", "eighty"], "--port"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], named: str, tmp_path: Path) -> None:
+    result = run_cli(*args, env=base_env(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evolink-jobs: "), result.stderr
+    assert named in lines[0]
