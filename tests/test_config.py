@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +62,14 @@ def test_secrets_do_not_show_in_repr() -> None:
     s = settings(evolink_api_key="sk-evo-secret", callback_secret="c" * 40, api_keys="a:topsecret")
     text = repr(s) + str(s)
     assert "sk-evo-secret" not in text and "c" * 40 not in text and "topsecret" not in text
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    lines = (Path(__file__).resolve().parent.parent / ".env.example").read_text().splitlines()
+    documented = {}
+    for previous, line in zip(["", *lines], lines, strict=False):
+        if match := re.match(r"^([A-Z_]+)=", line):
+            documented[match.group(1)] = previous
+    assert set(documented) == {name.upper() for name in Settings.model_fields}
+    for name, comment in documented.items():
+        assert comment.startswith("# "), f"{name} has no comment of its own"
