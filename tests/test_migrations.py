@@ -24,7 +24,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         pytest.skip("TEST_DATABASE_URL is not set")
-    url = url.rsplit("/", 1)[0] + "/evolink_jobs_migrations_test"
+    url = url + "_migrations"  # beside the suite's own database, never shared between suites
     databases.reset_postgres(url)
     return url
 
