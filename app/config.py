@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
 
 MIN_CALLBACK_SECRET_BYTES = 32
@@ -26,6 +28,7 @@ class Settings(BaseSettings):
     allow_insecure_callbacks: bool = False
     callback_secret: SecretStr | None = None
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
+    callers_file: Path | None = None
     log_level: str = "INFO"
 
     # Reliability: when background work polls, retries and gives up (see README, "Guarantees").
@@ -49,6 +52,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("callers_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("callback_secret")
     @classmethod
@@ -76,13 +84,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _callers_are_valid(self) -> Settings:
+        self._load_callers()
+        return self
+
+    @cached_property
+    def callers(self) -> Callers:
+        """Every caller, from API_KEYS and CALLERS_FILE (validated when the settings were made)."""
+        return self._load_callers()
+
+    def _load_callers(self) -> Callers:
+        try:
+            return load_callers(
+                tuple((entry.name, entry.key) for entry in self.api_keys), self.callers_file
+            )
+        except CallersInvalid as exc:
+            raise ValueError(str(exc)) from None
+
     def missing_for_serving(self) -> list[str]:
         """Names of the settings `serve` needs that are not set."""
         required = {
             "EVOLINK_API_KEY": self.evolink_api_key,
             "PUBLIC_BASE_URL": self.public_base_url,
             "CALLBACK_SECRET": self.callback_secret,
-            "API_KEYS": self.api_keys or None,
+            "API_KEYS or CALLERS_FILE": self.api_keys or self.callers_file,
         }
         return [name for name, value in required.items() if value is None]
 

@@ -62,7 +62,8 @@ def test_missing_and_invalid_settings_are_one_line(tmp_path: Path) -> None:
     result = run_cli("serve", env=env)
     assert result.returncode != 0
     assert result.stderr.strip() == (
-        "evolink-jobs: missing settings: EVOLINK_API_KEY, API_KEYS (see .env.example)"
+        "evolink-jobs: missing settings: EVOLINK_API_KEY, API_KEYS or CALLERS_FILE "
+        "(see .env.example)"
     )
     result = run_cli("migrate", env=base_env(tmp_path, CALLBACK_SECRET="short"))
     assert result.returncode != 0

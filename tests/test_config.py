@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.auth.keys import find_caller, parse_api_keys
+from app.auth.keys import parse_api_keys
 from app.config import Settings
 
 
@@ -25,16 +25,19 @@ def test_defaults_are_embedded_sqlite_and_real_evolink() -> None:
         "EVOLINK_API_KEY",
         "PUBLIC_BASE_URL",
         "CALLBACK_SECRET",
-        "API_KEYS",
+        "API_KEYS or CALLERS_FILE",
     ]
 
 
 def test_api_keys_are_parsed_and_matched() -> None:
-    keys = parse_api_keys("billing:k1, search : k2 ,")
+    keys = parse_api_keys("billing:key-one-0123, search : key-two-0123 ,")
     assert [k.name for k in keys] == ["billing", "search"]
-    assert find_caller(keys, "k2") == "search"
-    assert find_caller(keys, "k3") is None
-    assert "k1" not in repr(keys)
+    callers = settings(api_keys="billing:key-one-0123, search : key-two-0123 ,").callers
+    found = callers.authenticate("key-two-0123")
+    assert found is not None and found.name == "search"
+    assert callers.authenticate("key-two-012") is None  # a prefix is not the key
+    assert callers.authenticate("key-thr-0123") is None
+    assert "key-one-0123" not in repr(keys) + repr(callers)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,9 @@ def test_api_keys_are_parsed_and_matched() -> None:
     [
         ({"api_keys": "nokey"}, "api_keys"),
         ({"api_keys": "a:1,a:2"}, "api_keys"),
+        ({"api_keys": "a:k"}, "shorter than 12"),
+        ({"api_keys": "a:same-key-0123,b:same-key-0123"}, "the same API key"),
+        ({"api_keys": f"{'n' * 65}:key-0123456789"}, "1 to 64"),
         ({"callback_secret": "short"}, "callback_secret"),
         ({"public_base_url": "http://jobs.example.com"}, "PUBLIC_BASE_URL"),
         ({"public_base_url": "jobs.example.com"}, "public_base_url"),
@@ -59,9 +65,11 @@ def test_insecure_callbacks_only_when_allowed() -> None:
 
 
 def test_secrets_do_not_show_in_repr() -> None:
-    s = settings(evolink_api_key="sk-evo-secret", callback_secret="c" * 40, api_keys="a:topsecret")
+    s = settings(
+        evolink_api_key="sk-evo-secret", callback_secret="c" * 40, api_keys="a:topsecret-key"
+    )
     text = repr(s) + str(s)
-    assert "sk-evo-secret" not in text and "c" * 40 not in text and "topsecret" not in text
+    assert "sk-evo-secret" not in text and "c" * 40 not in text and "topsecret-key" not in text
 
 
 def test_every_setting_is_documented_in_env_example() -> None:

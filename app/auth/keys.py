@@ -1,11 +1,12 @@
-"""Caller API keys: parsing `API_KEYS` and matching a presented bearer token."""
+"""Parsing `API_KEYS` (`name:key,name:key`); app/auth/callers.py matches presented keys."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from pydantic import SecretStr
+
+from app.auth.callers import check_api_key, check_caller_name
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,7 @@ def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
             raise ValueError(f"entry {position} is not of the form name:key")
         if any(existing.name == name for existing in keys):
             raise ValueError(f"caller name {name!r} appears twice")
+        check_caller_name(name)
+        check_api_key(name, key)
         keys.append(ApiKey(name=name, key=SecretStr(key)))
     return tuple(keys)
-
-
-def find_caller(keys: tuple[ApiKey, ...], presented: str) -> str | None:
-    """The caller whose key matches `presented`, compared in constant time against every key."""
-    match: str | None = None
-    for candidate in keys:
-        if hmac.compare_digest(candidate.key.get_secret_value().encode(), presented.encode()):
-            match = candidate.name
-    return match
