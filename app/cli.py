@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated, NoReturn, Protocol, runtime_checkable
 
 import typer
-import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
 from typer.exceptions import TyperException
 
@@ -21,6 +18,7 @@ from app.devmode import DevPlan, banner, dev_settings, running_simulator
 from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
+from app.server.run import run_app
 from app.simulator import SimulatorConfig
 from app.simulator import run as run_simulator
 from app.worker.standalone import run_worker_alone
@@ -70,11 +68,18 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Also run background work (polls, retries) in this process.")
     ] = True,
+    callbacks_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also listen here for EvoLink's callbacks alone (default CALLBACKS_PORT)."
+        ),
+    ] = None,
 ) -> None:
     """Run the API under uvicorn (the database must be migrated)."""
     settings = ready_settings()
     configure_logging(settings.log_level)
-    run_app(create_app(settings, run_worker=worker), host, port, settings)
+    app = create_app(settings, run_worker=worker)
+    run_app(app, host, port, settings, callbacks_port or settings.callbacks_port)
 
 
 @cli.command("worker")
@@ -144,19 +149,6 @@ def ready_settings() -> Settings:
         fail(f"missing settings: {', '.join(missing)} (see .env.example)")
     check_migrated(settings.database_url)
     return settings
-
-
-def run_app(app: FastAPI, host: str, port: int, settings: Settings) -> None:
-    """Serve `app` under uvicorn until SIGTERM or Ctrl-C, finishing requests in flight."""
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=round(settings.shutdown_timeout_seconds),
-        )
 
 
 def check_migrated(database_url: str) -> None:

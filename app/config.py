@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     callers_file: Path | None = None
     log_level: str = "INFO"
 
+    # What one request may cost before the app sees it (see README, "Exposure").
+    max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    request_body_timeout_seconds: float = Field(default=30, gt=0)
+    max_request_header_bytes: int = Field(default=16 * 1024, ge=4 * 1024)
+    request_header_timeout_seconds: float = Field(default=15, gt=0)
+    callbacks_port: int | None = Field(default=None, ge=1, le=65535)
+
     # Reliability: when background work polls, retries and gives up (see README, "Guarantees").
     reconcile_grace_seconds: float = Field(default=30, ge=0)
     job_deadline_seconds: float = Field(default=1800, gt=0)
@@ -53,7 +60,7 @@ class Settings(BaseSettings):
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("callers_file", mode="before")
+    @field_validator("callers_file", "callbacks_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -37,6 +37,9 @@ class Unauthenticated(AppError):
     status, code, title = 401, "unauthenticated", "Missing or unknown API key"
 
 
+UNAUTHENTICATED_DETAIL = "Send Authorization: Bearer <key> with your caller's API key."
+
+
 class ResourceNotFound(AppError):
     status, code, title = 404, "not_found", "Not found"
 

@@ -77,6 +77,22 @@ def test_compose_wires_db_migrate_api_worker_and_the_dev_simulator() -> None:
         assert re.search(rf"\$\{{{name}:\?[^}}]+\}}", text), f"{name} must fail fast"
 
 
+def test_compose_exposes_only_the_callbacks_port() -> None:
+    services = COMPOSE["services"]
+    assert "ports" not in services["simulator"], "the simulator stays on the internal network"
+    api_ports = services["api"]["ports"]
+    whole_api = [p for p in api_ports if p.endswith(":8000")]
+    assert whole_api == ["${API_BIND:-127.0.0.1}:${API_PORT:-8000}:8000"], "API on loopback"
+    assert "--callbacks-port" in services["api"]["command"]
+    callbacks_port = services["api"]["command"][
+        services["api"]["command"].index("--callbacks-port") + 1
+    ]
+    assert any(p.endswith(f":{callbacks_port}") for p in api_ports)
+    assert DEV_ENV["PUBLIC_BASE_URL"].endswith(f":{callbacks_port}"), (
+        "EvoLink calls the callbacks port"
+    )
+
+
 @pytest.fixture
 def container_env(tmp_path: Path) -> dict[str, str]:
     """What compose gives the app containers with dev.env, on a database reachable from here."""
@@ -91,10 +107,11 @@ def test_compose_commands_and_the_healthcheck_work(
 ) -> None:
     services = COMPOSE["services"]
     api_port, sim_port = processes.free_port(), processes.free_port()
+    callbacks_port = processes.free_port()
     env = {
         **container_env,
         "EVOLINK_BASE_URL": f"http://127.0.0.1:{sim_port}",
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{callbacks_port}",
     }
 
     migrate = subprocess.run(
@@ -107,6 +124,7 @@ def test_compose_commands_and_the_healthcheck_work(
     try:
         for name, old_port, new_port in (("simulator", 8090, sim_port), ("api", 8000, api_port)):
             args = with_port(services[name]["command"], old_port, new_port)
+            args = with_port(args, 8080, callbacks_port)
             log = (tmp_path / f"{name}.log").open("wb")
             started.append(
                 subprocess.Popen([*entrypoint(), *args], env=env, stdout=log, stderr=log)

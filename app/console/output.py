@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from rich.table import Table
 
 from app.console.client import Job, JobStatus, is_final
 
+# C0 and C1 control characters (ESC starts the ANSI sequences that repaint a terminal) and DEL.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 PROMPT_CHARS = 40
 WIDE_TABLE = 120  # terminal columns from which `jobs list` also shows size and count
 STATUS_STYLES: dict[str, str] = {
@@ -54,8 +57,8 @@ def jobs_table(jobs: list[Job], width: int) -> Table:
             prompt = prompt[: PROMPT_CHARS - 1] + "…"
         cells = [job["id"], _status(job["status"], job["progress"])]
         if wide:
-            cells += [escape(job["size"] or "-"), str(job["n"])]
-        cells += [_time(job["created_at"], utc_suffix=False), escape(prompt)]
+            cells += [_text(job["size"] or "-"), str(job["n"])]
+        cells += [_time(job["created_at"], utc_suffix=False), _text(prompt)]
         table.add_row(*cells)
     return table
 
@@ -70,16 +73,16 @@ def job_table(job: Job) -> Table:
         ("ID", job["id"]),
         ("Status", _status(job["status"])),
         ("Progress", f"{job['progress']}%"),
-        ("Model", escape(job["model"])),
-        ("Prompt", escape(job["prompt"])),
-        ("Size", escape(job["size"] or "-")),
+        ("Model", _text(job["model"])),
+        ("Prompt", _text(job["prompt"])),
+        ("Size", _text(job["size"] or "-")),
         ("N", str(job["n"])),
         ("Image URLs", _lines(job["image_urls"])),
-        ("Mask URL", escape(job["mask_url"] or "-")),
-        ("Metadata", escape(json.dumps(job["metadata"])) if job["metadata"] is not None else "-"),
-        ("EvoLink task", escape(job["evolink_task_id"] or "-")),
+        ("Mask URL", _text(job["mask_url"] or "-")),
+        ("Metadata", _text(json.dumps(job["metadata"])) if job["metadata"] is not None else "-"),
+        ("EvoLink task", _text(job["evolink_task_id"] or "-")),
         ("Results", _lines(job["results"])),
-        ("Error", escape(f"{error['code']}: {error['message'] or ''}") if error else "-"),
+        ("Error", _text(f"{error['code']}: {error['message'] or ''}") if error else "-"),
         ("Estimated", f"{job['estimated_time']} s" if job["estimated_time"] is not None else "-"),
         ("Created", _time(job["created_at"])),
         ("Updated", _time(job["updated_at"])),
@@ -94,7 +97,7 @@ def outcome_line(job: Job) -> str:
     """Why a final job that did not complete ended, in one line."""
     error = job["error"]
     reason = f"{error['code']}: {error['message'] or 'no message'}" if error else "no error given"
-    return f"job {job['id']} {job['status']}: {reason}"
+    return CONTROL_CHARACTERS.sub("?", f"job {job['id']} {job['status']}: {reason}")
 
 
 def follow(
@@ -140,14 +143,19 @@ def _description(job: Job) -> str:
 
 def _status(status: str, progress: int | None = None) -> str:
     style = STATUS_STYLES.get(status)
-    text = escape(status)
+    text = _text(status)
     if progress is not None and status in (JobStatus.PENDING, JobStatus.PROCESSING):
         text += f" {progress}%"
     return f"[{style}]{text}[/]" if style else text
 
 
 def _lines(values: list[str]) -> str:
-    return escape("\n".join(values)) if values else "-"
+    return "\n".join(_text(value) for value in values) if values else "-"
+
+
+def _text(value: str) -> str:
+    """Caller-supplied text made inert: control characters shown as \\xNN, markup escaped."""
+    return escape(CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", value))
 
 
 def _time(value: str | None, *, utc_suffix: bool = True) -> str:
@@ -156,7 +164,7 @@ def _time(value: str | None, *, utc_suffix: bool = True) -> str:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return escape(value)
+        return _text(value)
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     suffix = " UTC" if utc_suffix and moment.tzinfo else ""

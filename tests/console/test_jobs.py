@@ -95,3 +95,13 @@ def test_list_pages_through_every_job(console: typer.Typer, env: Env) -> None:
 
 def test_statuses_match_the_service() -> None:
     assert {s.value for s in JobStatus} == {s.value for s in ServiceJobStatus}
+
+
+def test_caller_text_cannot_drive_the_operators_terminal(console: typer.Typer, env: Env) -> None:
+    clear_screen, c1_csi = "\x1b[2J\x1b[H", "\x9b31m"
+    job = submitted(console, env, f"a fox{clear_screen}owned{c1_csi}", "--wait", *FAST)
+    for args in (("jobs", "show", job["id"]), ("jobs", "list")):
+        result = run(console, env, *args)
+        assert result.exit_code == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x9b" not in result.stdout, args
+        assert "\\x1b[2J" in result.stdout, args  # shown, inert, so the operator sees it
