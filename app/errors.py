@@ -73,12 +73,11 @@ _SESSION_ENDING_SEVERITIES = frozenset({"FATAL", "PANIC"})
 # or a missing table, SQLITE_ERROR, stays a bug).
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})  # BUSY LOCKED NOMEM READONLY IOERR FULL
 #                                                            CANTOPEN
+# Network errors that Python raises as a plain OSError (refused, reset, aborted, broken pipe and
+# timed out arrive as ConnectionError and TimeoutError subclasses).
 _NETWORK_ERRNOS = frozenset(
-    {
-        errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
-        errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EHOSTUNREACH,
-    }
-)  # fmt: skip
+    {errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EHOSTUNREACH}
+)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
