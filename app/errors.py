@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -57,14 +59,79 @@ class ServiceUnavailable(AppError):
 
 
 DATABASE_RETRY_AFTER_SECONDS = 5
-# What the database driver raises when the database cannot be reached or stops answering.
-DATABASE_UNAVAILABLE = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    OSError,
-    TimeoutError,
+# Where the database driver's errors surface; `is_database_unavailable` tells outages from bugs.
+DATABASE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError)
+
+# PostgreSQL SQLSTATEs (Appendix A) that mean the server cannot serve us now, not that our SQL is
+# wrong: connection exceptions (08), insufficient resources (53: too many clients, disk full, out
+# of memory) and operator intervention ending or refusing sessions (57P01 admin_shutdown, 57P02
+# crash_shutdown, 57P03 cannot_connect_now, 57P04 database_dropped, 57P05 idle_session_timeout).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53"})
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+# A FATAL (or PANIC) server message ends or refuses the session itself, whatever its SQLSTATE:
+# `database … is not currently accepting connections` (55000), an unknown database, a rejected
+# login. No statement of ours can cause one.
+_SESSION_ENDING_SEVERITIES = frozenset({"FATAL", "PANIC"})
+# SQLite primary result codes for a database that is busy or whose storage fails (a syntax error
+# or a missing table, SQLITE_ERROR, stays a bug).
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})  # BUSY LOCKED NOMEM READONLY IOERR FULL
+#                                                            CANTOPEN
+# Network errors that Python raises as a plain OSError (refused, reset, aborted, broken pipe and
+# timed out arrive as ConnectionError and TimeoutError subclasses).
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EHOSTUNREACH}
 )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot serve us right now (503), rather than a bug (500).
+
+    Decided by what the error means (its SQLSTATE, the server's severity, SQLite's result code,
+    the socket error, a dropped or invalidated connection, a pool timeout), looking through the
+    driver exceptions SQLAlchemy wraps.
+    """
+    return any(_means_unavailable(error) for error in _wrapped_chain(exc))
+
+
+def _wrapped_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return chain
+
+
+def _means_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS:
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+    ):
+        return True
+    if getattr(error, "severity", None) in _SESSION_ENDING_SEVERITIES:
+        return True
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
+
+
+def database_error_fields(exc: BaseException) -> dict[str, str]:
+    """What a log line may say about a database error: its type and SQLSTATE (no message)."""
+    fields = {"error_type": type(exc).__name__}
+    for error in _wrapped_chain(exc):
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            fields["sqlstate"] = sqlstate
+            break
+    return fields
 
 
 def problem(
@@ -139,10 +206,12 @@ async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, code, phrase, detail, dict(exc.headers or {}))
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        raise exc  # a bug: the catch-all handler logs it and answers 500
     # 503 with Retry-After: callers (and EvoLink's callback retries) come back, and nothing was
     # acknowledged that was not stored.
-    log.warning("database_unavailable", error_type=type(exc).__name__)
+    log.warning("database_unavailable", **database_error_fields(exc))
     return problem(
         503,
         "database_unavailable",
@@ -162,6 +231,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    for exc_type in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(exc_type, _database_unavailable)
+    for exc_type in DATABASE_ERRORS:
+        app.add_exception_handler(exc_type, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -26,7 +26,9 @@ def database_url() -> str:
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         pytest.skip("TEST_DATABASE_URL is not set")
-    url = make_url(base).set(database="evolink_jobs_outage_test")
+    # Named after the suite's database: parallel runs against one server must not share it.
+    url = make_url(base)
+    url = url.set(database=f"{url.database}_outage")
     text = url.render_as_string(hide_password=False)
     databases.reset_postgres(text)
     databases.migrate(text)

@@ -15,6 +15,7 @@ from app.jobs.models import Job
 from app.jobs.submission import Submitter
 from app.worker.actions import JobActions
 from app.worker.claims import claim_due, release_all
+from app.worker.outage import OutageLog
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,7 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = 0.0
+        self.outage = OutageLog()
 
     @property
     def owner(self) -> str:
@@ -60,13 +62,20 @@ class Worker:
         """Loop until stopped."""
         log.info("worker_started", owner=self.owner)
         while not self._stopping:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("worker_tick_failed")
+            await self.tick_reporting_failures()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
             self._wake.clear()
+
+    async def tick_reporting_failures(self) -> None:
+        """One turn of the loop: failures are logged, not raised (an outage once, not per tick)."""
+        try:
+            await self.tick()
+        except Exception as exc:
+            if not self.outage.failed(exc):
+                log.exception("worker_tick_failed")
+        else:
+            self.outage.succeeded()
 
     async def tick(self) -> int:
         """Claim what is due (up to the free capacity) and start handling it; how many."""
@@ -111,8 +120,9 @@ class Worker:
     async def _handle(self, job: Job) -> None:
         try:
             await self.actions.handle(job)
-        except Exception:
-            log.exception("job_action_failed", job_id=str(job.id))
+        except Exception as exc:
+            if not self.outage.failed(exc):
+                log.exception("job_action_failed", job_id=str(job.id))
 
     async def _housekeeping(self) -> None:
         loop_time = asyncio.get_running_loop().time()
