@@ -96,11 +96,25 @@ def simulator(
     result_ttl_seconds: Annotated[
         float, typer.Option(help="How long result image URLs work (EvoLink: 24 h).")
     ] = 86_400.0,
+    task_ttl_seconds: Annotated[
+        float | None,
+        typer.Option(help="How long an ended task stays readable (default: forever)."),
+    ] = None,
+    allow_insecure_callbacks: Annotated[
+        bool,
+        typer.Option(
+            help="Accept http:// and internal callback URLs (EvoLink refuses them): dev and tests."
+        ),
+    ] = False,
 ) -> None:
     """Run the EvoLink simulator: a local stand-in for EvoLink, for development and tests."""
     try:
         config = SimulatorConfig(
-            api_key=api_key, task_seconds=task_seconds, result_ttl_seconds=result_ttl_seconds
+            api_key=api_key,
+            task_seconds=task_seconds,
+            result_ttl_seconds=result_ttl_seconds,
+            task_ttl_seconds=task_ttl_seconds,
+            strict_callbacks=not allow_insecure_callbacks,
         )
     except ValueError as exc:
         fail(str(exc))

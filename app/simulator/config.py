@@ -43,6 +43,8 @@ class SimulatorConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.task_ttl_seconds is not None and self.task_ttl_seconds < 0:
+            raise ValueError("task_ttl_seconds must not be negative")
         if any(delay < 0 for delay in self.retry_delays):
             raise ValueError("retry_delays must not be negative")
         if self.duplicate_count < 1:
