@@ -156,12 +156,13 @@ class TaskStore:
         return sum(t.cost for t in self._tasks.values() if not t.is_terminal(now))
 
     def remaining_credits(self) -> float:
-        """Credits left once settled tasks are charged (reservations not deducted)."""
-        return self.initial_credits - self.used_credits()
+        """Credits neither charged nor reserved: EvoLink deducts a task's reservation at creation
+        and settles it at the end (charged if completed, released if failed or cancelled)."""
+        return self.initial_credits - self.used_credits() - self.reserved_credits()
 
     def can_afford(self, cost: float) -> bool:
-        """Whether a new reservation of `cost` fits in what is neither used nor reserved."""
-        return self.remaining_credits() - self.reserved_credits() >= cost
+        """Whether a new reservation of `cost` fits in what is left."""
+        return self.remaining_credits() >= cost
 
     def clear(self) -> None:
         """Forget every task and request (credits come back with them)."""
