@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+ErrorShapes = Literal["alternate", "random", "string", "integer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,10 @@ class SimulatorConfig:
     retry_after_seconds: int = 2
     duplicate_count: int = 5
     callback_delay_seconds: float = 5.0
+    # The shape of a forced error whose fault does not choose one: "alternate" (per status, from
+    # the shape EvoLink's pages show), "random" (seeded by error_seed), or always that one shape.
+    error_shape: ErrorShapes = "alternate"
+    error_seed: int | None = None
     # Grace uvicorn gives in-flight requests (hanging ones) before cancelling them at shutdown.
     shutdown_grace_seconds: int = 1
 
@@ -49,5 +56,7 @@ class SimulatorConfig:
             raise ValueError("retry_delays must not be negative")
         if self.duplicate_count < 1:
             raise ValueError("duplicate_count must be at least 1")
+        if self.error_shape not in ("alternate", "random", "string", "integer"):
+            raise ValueError("error_shape must be alternate, random, string or integer")
         if self.api_key == "":
             raise ValueError("api_key must be None or non-empty")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import deque
 from typing import Any
 
 import structlog
@@ -38,9 +39,9 @@ async def create_task(
     mode = resolved.create
     # Forced failures come before auth and validation: the test asked for exactly this answer.
     if mode.isdigit():
-        raise errors.forced(int(mode), resolved.retry_after, sim.config.retry_after_seconds)
+        raise sim.forced_error(int(mode), resolved.style)
     if mode == "hang":
-        await _hang(sim)
+        await hang(sim)
     check_auth(headers, sim.config.api_key)
     accepted = validate_create(body, sim.config.strict_callbacks)
     store = sim.store
@@ -57,6 +58,7 @@ async def create_task(
         base_url=sim.config.public_base_url or base_url,
         faults=resolved,
         request=record,
+        poll_faults=deque(resolved.queued_polls()),
     )
     if not store.can_afford(task.cost):
         raise errors.insufficient_quota()
@@ -69,9 +71,9 @@ async def create_task(
     else:
         sim.dispatcher.schedule(task)
     if mode == "accept_then_500":
-        raise errors.forced(500, None, sim.config.retry_after_seconds)
+        raise sim.forced_error(500, resolved.style)
     if mode == "accept_then_hang":
-        await _hang(sim)
+        await hang(sim)
     return JSONResponse(created_object(task))
 
 
@@ -87,7 +89,8 @@ def _resolve_faults(sim: Simulator, headers: Headers, body: Any) -> faults.Resol
     return faults.resolve([queued, from_headers, from_prompt], sim.config)
 
 
-async def _hang(sim: Simulator) -> None:
+async def hang(sim: Simulator) -> None:
+    """Leave the request unanswered for `hang_seconds`, then answer 504."""
     # Cancelled when the client goes away under uvicorn's shutdown, or by the test's own timeout.
     await asyncio.sleep(sim.config.hang_seconds)
     raise errors.gateway_timeout()

@@ -1,4 +1,4 @@
-"""Fault specs: what a create request asks the simulator to do wrong, and where it says so.
+"""Fault specs: what a create request (and the task's polls) ask the simulator to do wrong.
 
 Three sources, highest precedence first: a spec queued through the control API, `X-Sim-*` request
 headers, and `[sim key=value ...]` directives in the prompt. Sources merge field by field.
@@ -11,18 +11,26 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+from app.simulator import errors
 from app.simulator.config import SimulatorConfig
-from app.simulator.errors import FORCEABLE_STATUSES
+from app.simulator.errors import FORCEABLE_STATUSES, POLL_STATUSES
 
-Outcome = Literal["completed", "failed", "cancelled"]
+# "canceled" is EvoLink's other spelling: the task's status is spelled as asked.
+Outcome = Literal["completed", "failed", "cancelled", "canceled"]
 CallbackKind = Literal["normal", "lost", "duplicate", "delayed", "stale", "early"]
+ErrorShape = errors.Shape
+ErrorBody = errors.Body
+# Retry-After of a forced error: whole seconds, "none" for no header, None for the default.
+RetryAfter = int | Literal["none"] | None
 
 DIRECTIVE = re.compile(r"\[\s*sim\b([^\]]*)\]", re.IGNORECASE)
 _TOKEN_SPLIT = re.compile(r"[\s,;]+")
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 HEADER_PREFIX = "x-sim-"
+T = TypeVar("T")
+V = TypeVar("V")
 
 _KEYS = {
     "outcome": "outcome",
@@ -36,6 +44,11 @@ _KEYS = {
     "cb": "callback",
     "create": "create",
     "retry_after": "retry_after",
+    "poll": "poll",
+    "shape": "shape",
+    "error_shape": "shape",
+    "body": "body",
+    "error_body": "body",
 }
 _OUTCOMES: dict[str, Outcome] = {
     "completed": "completed",
@@ -46,8 +59,8 @@ _OUTCOMES: dict[str, Outcome] = {
     "fail": "failed",
     "failure": "failed",
     "cancelled": "cancelled",
-    "canceled": "cancelled",
     "cancel": "cancelled",
+    "canceled": "canceled",
 }
 _CALLBACKS: dict[str, CallbackKind] = {
     "normal": "normal",
@@ -66,6 +79,19 @@ _CALLBACKS: dict[str, CallbackKind] = {
 }
 # Create modes besides a forced HTTP status.
 CREATE_MODES = frozenset({"ok", "hang", "accept_then_500", "accept_then_hang"})
+# Poll faults besides a forced HTTP status.
+POLL_MODES = frozenset({"hang", "reset", "not_json"})
+_POLL_ALIASES = {"garbage": "not_json", "invalid_json": "not_json", "html": "not_json"}
+_SHAPES: dict[str, ErrorShape] = {
+    "string": "string",
+    "new": "string",
+    "newer": "string",
+    "integer": "integer",
+    "int": "integer",
+    "old": "integer",
+    "older": "integer",
+}
+_BODIES: dict[str, ErrorBody] = {"json": "json", "html": "html", "empty": "empty", "none": "empty"}
 
 
 class FaultSyntaxError(ValueError):
@@ -86,6 +112,39 @@ class CallbackFault:
 
 
 @dataclass(frozen=True, slots=True)
+class PollFault:
+    """How the next `count` polls of a task fail: an HTTP status, hang, reset or not_json."""
+
+    kind: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStyle:
+    """How a forced error is written: shape (None: the simulator's default), body, Retry-After."""
+
+    shape: ErrorShape | None = None
+    body: ErrorBody = "json"
+    retry_after: RetryAfter = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedPoll:
+    """One poll that is to fail, and how its error is written."""
+
+    kind: str
+    style: ErrorStyle
+
+    @classmethod
+    def from_spec(cls, spec: FaultSpec) -> list[QueuedPoll]:
+        """The polls a spec's `poll` fault makes fail (none without one)."""
+        if spec.poll is None:
+            return []
+        style = ErrorStyle(spec.shape, spec.body or "json", spec.retry_after)
+        return [cls(spec.poll.kind, style)] * spec.poll.count
+
+
+@dataclass(frozen=True, slots=True)
 class FaultSpec:
     """A partial fault description from one source; None means "not said here"."""
 
@@ -94,7 +153,10 @@ class FaultSpec:
     duration: float | None = None
     callback: CallbackFault | None = None
     create: str | None = None
-    retry_after: int | None = None
+    retry_after: RetryAfter = None
+    poll: PollFault | None = None
+    shape: ErrorShape | None = None
+    body: ErrorBody | None = None
 
     def over(self, lower: FaultSpec) -> FaultSpec:
         """Merge field by field, this spec winning where it says something."""
@@ -119,11 +181,18 @@ class ResolvedFaults:
     callback_count: int
     callback_delay: float
     create: str
-    retry_after: int | None
+    poll: PollFault | None
+    style: ErrorStyle
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    def queued_polls(self) -> list[QueuedPoll]:
+        """The task's polls that are to fail, in order."""
+        if self.poll is None:
+            return []
+        return [QueuedPoll(self.poll.kind, self.style)] * self.poll.count
 
 
 def parse_mapping(values: Mapping[str, object], param: str | None = None) -> FaultSpec:
@@ -187,7 +256,7 @@ def resolve(specs: Iterable[FaultSpec | None], config: SimulatorConfig) -> Resol
     error_code = None
     if outcome == "failed":
         error_code = merged.code or "service_error"
-    elif outcome == "cancelled":
+    elif outcome in ("cancelled", "canceled"):
         error_code = merged.code or "request_cancelled"
     callback = merged.callback or CallbackFault("normal")
     # An early callback has to exist before the create answer, so the task ends at once.
@@ -205,28 +274,32 @@ def resolve(specs: Iterable[FaultSpec | None], config: SimulatorConfig) -> Resol
             else 0.0
         ),
         create=merged.create or "ok",
-        retry_after=merged.retry_after,
+        poll=merged.poll,
+        style=ErrorStyle(merged.shape, merged.body or "json", merged.retry_after),
     )
 
 
-class FaultQueue:
-    """Specs queued by the control API, each consumed by one create request, first in first out."""
+class FaultQueue(Generic[T]):
+    """Specs queued by the control API, each consumed by one request, first in first out."""
 
     def __init__(self) -> None:
-        self._specs: deque[FaultSpec] = deque()
+        self._specs: deque[T] = deque()
 
-    def push(self, spec: FaultSpec, count: int = 1) -> int:
+    def push(self, spec: T, count: int = 1) -> int:
         """Queue `count` copies of a spec; returns the queue length."""
         self._specs.extend([spec] * count)
         return len(self._specs)
 
-    def pop(self) -> FaultSpec | None:
+    def pop(self) -> T | None:
         """Take the oldest spec, if any."""
         return self._specs.popleft() if self._specs else None
 
-    def items(self) -> list[FaultSpec]:
+    def items(self) -> list[T]:
         """The queued specs, oldest first."""
         return list(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
 
     def clear(self) -> None:
         """Drop every queued spec."""
@@ -238,7 +311,7 @@ def _parse_value(key: str, value: str, raw_key: str, where: str) -> object:
     if key == "outcome":
         if lowered not in _OUTCOMES:
             raise FaultSyntaxError(
-                f"outcome must be completed, failed or cancelled: {value!r}", where
+                f"outcome must be completed, failed, cancelled or canceled: {value!r}", where
             )
         return _OUTCOMES[lowered]
     if key == "code":
@@ -248,13 +321,27 @@ def _parse_value(key: str, value: str, raw_key: str, where: str) -> object:
     if key == "duration":
         return _number(value, raw_key, where)
     if key == "retry_after":
+        if lowered in ("none", "absent"):
+            return "none"
         seconds = _number(value, raw_key, where)
         if not seconds.is_integer():
             raise FaultSyntaxError(f"{raw_key} must be whole seconds: {value!r}", where)
         return int(seconds)
     if key == "create":
         return _create_mode(lowered, where)
+    if key == "poll":
+        return _poll(lowered, where)
+    if key == "shape":
+        return _choice(_SHAPES, lowered, "shape must be string or integer", where)
+    if key == "body":
+        return _choice(_BODIES, lowered, "body must be json, html or empty", where)
     return _callback(lowered, where)
+
+
+def _choice(choices: Mapping[str, V], value: str, message: str, where: str) -> V:
+    if value not in choices:
+        raise FaultSyntaxError(f"{message}: {value!r}", where)
+    return choices[value]
 
 
 def _number(value: str, raw_key: str, where: str) -> float:
@@ -275,6 +362,19 @@ def _create_mode(value: str, where: str) -> str:
         return mode
     allowed = ", ".join([*sorted(str(s) for s in FORCEABLE_STATUSES), *sorted(CREATE_MODES)])
     raise FaultSyntaxError(f"create must be one of {allowed}: {value!r}", where)
+
+
+def _poll(value: str, where: str) -> PollFault:
+    name, _, argument = value.replace("-", "_").partition(":")
+    kind = _POLL_ALIASES.get(name, name)
+    if not (kind in POLL_MODES or (kind.isdigit() and int(kind) in POLL_STATUSES)):
+        allowed = ", ".join([*sorted(str(s) for s in POLL_STATUSES), *sorted(POLL_MODES)])
+        raise FaultSyntaxError(f"poll must be one of {allowed}, then :K: {value!r}", where)
+    if not argument:
+        return PollFault(kind)
+    if not argument.isdigit() or int(argument) < 1:
+        raise FaultSyntaxError(f"poll count must be a positive integer: {value!r}", where)
+    return PollFault(kind, int(argument))
 
 
 def _callback(value: str, where: str) -> CallbackFault:

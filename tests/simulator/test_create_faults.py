@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -75,7 +75,7 @@ async def test_forced_errors_use_evolinks_shapes_and_create_nothing(
 
 async def test_429_carries_retry_after_default_and_chosen(sim: httpx.AsyncClient) -> None:
     default = await create(sim, headers={"X-Sim-Create": "429"})
-    chosen = await create(sim, prompt="x [sim create=429 retry_after=3]")
+    chosen = await create(sim, prompt="x [sim create=429 retry_after=3 shape=integer]")
     assert default.headers["retry-after"] == "2"
     assert chosen.headers["retry-after"] == "3"
     assert chosen.json() == {
@@ -86,6 +86,64 @@ async def test_429_carries_retry_after_default_and_chosen(sim: httpx.AsyncClient
             "fallback_suggestion": "retry after 3 seconds",
         }
     }
+
+
+async def test_429_without_retry_after(sim: httpx.AsyncClient) -> None:
+    response = await create(sim, prompt="x [sim create=429 retry_after=none shape=old]")
+    assert response.status_code == 429
+    assert "retry-after" not in response.headers
+    # Without a header, the older shape still suggests the wait EvoLink's pages show.
+    assert response.json()["error"]["fallback_suggestion"] == "retry after 60 seconds"
+
+
+async def test_each_status_alternates_between_the_two_shapes_by_default(
+    sim: httpx.AsyncClient,
+) -> None:
+    answers = [(await create(sim, headers={"X-Sim-Create": "402"})).json() for _ in range(3)]
+    assert [a["error"]["code"] for a in answers] == [
+        "insufficient_quota",
+        402,
+        "insufficient_quota",
+    ]
+    first_503 = await create(sim, headers={"X-Sim-Create": "503"})
+    assert first_503.json()["error"]["code"] == 503  # each status starts from its documented shape
+
+
+@pytest.mark.parametrize("shape", ["string", "integer"])
+async def test_a_fault_or_the_config_can_fix_the_shape(
+    start_sim: StartSim, shape: Literal["string", "integer"]
+) -> None:
+    fixed = await start_sim(replace(FAST, error_shape=shape))
+    by_config = [await create(fixed, headers={"X-Sim-Create": "500"}) for _ in range(2)]
+    other = "integer" if shape == "string" else "string"
+    by_fault = await create(fixed, headers={"X-Sim-Create": "500", "X-Sim-Shape": other})
+    expected = {"string": "internal_error", "integer": 500}
+    assert [r.json()["error"]["code"] for r in by_config] == [expected[shape]] * 2
+    assert by_fault.json()["error"]["code"] == expected[other]
+
+
+async def test_random_shapes_repeat_with_the_same_seed(start_sim: StartSim) -> None:
+    async def codes(seed: int) -> list[object]:
+        client = await start_sim(replace(FAST, error_shape="random", error_seed=seed))
+        answers = [await create(client, headers={"X-Sim-Create": "429"}) for _ in range(16)]
+        return [answer.json()["error"]["code"] for answer in answers]
+
+    first, again = await codes(7), await codes(7)
+    assert first == again
+    assert set(first) == {"rate_limit_exceeded", 429}
+
+
+@pytest.mark.parametrize("status", ["502", "503", "500", "429"])
+async def test_error_bodies_can_be_a_gateway_page_or_empty(
+    sim: httpx.AsyncClient, status: str
+) -> None:
+    page = await create(sim, headers={"X-Sim-Create": status, "X-Sim-Body": "html"})
+    empty = await create(sim, prompt=f"x [sim create={status} body=empty]")
+    assert (page.status_code, empty.status_code) == (int(status), int(status))
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.startswith("<html>") and f"<title>{status} " in page.text
+    assert (empty.content, empty.headers["content-length"]) == (b"", "0")
+    assert await _task_ids(sim) == []
 
 
 async def test_503_carries_retry_after_only_when_chosen(sim: httpx.AsyncClient) -> None:
