@@ -73,6 +73,7 @@ async def sim(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The simulator's control API; queued faults cleared before each test."""
     async with httpx.AsyncClient(base_url=stack.simulator_url, timeout=10) as client:
         await client.delete("/_sim/faults")
+        await client.delete("/_sim/poll-faults")
         yield client
 
 
