@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast, get_args
 
 ErrorShapes = Literal["alternate", "random", "string", "integer"]
+
+
+def error_shapes(value: str) -> ErrorShapes:
+    """Check a configured error-shape mode (from the command line)."""
+    if value not in get_args(ErrorShapes):
+        raise ValueError("error shape must be alternate, random, string or integer")
+    return cast(ErrorShapes, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,6 @@ class SimulatorConfig:
             raise ValueError("retry_delays must not be negative")
         if self.duplicate_count < 1:
             raise ValueError("duplicate_count must be at least 1")
-        if self.error_shape not in ("alternate", "random", "string", "integer"):
-            raise ValueError("error_shape must be alternate, random, string or integer")
+        error_shapes(self.error_shape)
         if self.api_key == "":
             raise ValueError("api_key must be None or non-empty")

@@ -45,25 +45,33 @@ def test_the_command_is_strict_unless_told_and_exposes_the_ttls(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("flags", "strict", "task_ttl"),
+    ("flags", "expected"),
     [
-        ([], True, None),
-        (["--allow-insecure-callbacks"], False, None),
-        (["--task-ttl-seconds", "30"], True, 30.0),
+        ([], (True, None, "alternate", None)),
+        (["--allow-insecure-callbacks"], (False, None, "alternate", None)),
+        (["--task-ttl-seconds", "30"], (True, 30.0, "alternate", None)),
+        (["--error-shape", "random", "--error-seed", "7"], (True, None, "random", 7)),
     ],
 )
 def test_flags_reach_the_config(
-    monkeypatch: pytest.MonkeyPatch, flags: list[str], strict: bool, task_ttl: float | None
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], expected: tuple[object, ...]
 ) -> None:
     seen: list[SimulatorConfig] = []
     monkeypatch.setattr(cli, "run_simulator", lambda config, _host, _port: seen.append(config))
     result = CliRunner().invoke(cli.cli, ["simulator", *flags])
     assert result.exit_code == 0, result.output
-    (config,) = seen
-    assert (config.strict_callbacks, config.task_ttl_seconds) == (strict, task_ttl)
+    (c,) = seen
+    assert (c.strict_callbacks, c.task_ttl_seconds, c.error_shape, c.error_seed) == expected
 
 
-def test_a_negative_ttl_is_one_readable_line() -> None:
-    result = CliRunner().invoke(cli.cli, ["simulator", "--task-ttl-seconds", "-1"])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--task-ttl-seconds", "-1"], "task_ttl_seconds must not be negative"),
+        (["--error-shape", "xml"], "error shape must be alternate, random, string or integer"),
+    ],
+)
+def test_bad_values_are_one_readable_line(flags: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli.cli, ["simulator", *flags])
     assert result.exit_code == 2
-    assert "task_ttl_seconds must not be negative" in result.output
+    assert message in result.output
