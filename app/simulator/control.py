@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from app.simulator.faults import FaultSpec, FaultSyntaxError, Outcome, QueuedPoll, parse_mapping
+from app.simulator.fault_syntax import FaultSyntaxError, parse_mapping
+from app.simulator.faults import FaultSpec, Outcome, QueuedPoll
 from app.simulator.snapshots import task_object
 from app.simulator.state import Simulator, SimulatorDep
 from app.simulator.tasks import SimTask, TaskStore

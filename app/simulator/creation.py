@@ -11,7 +11,7 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from app.simulator import errors, faults
+from app.simulator import errors, fault_syntax, faults
 from app.simulator.snapshots import created_object
 from app.simulator.state import Simulator
 from app.simulator.tasks import RecordedRequest, SimTask
@@ -82,9 +82,9 @@ def _resolve_faults(sim: Simulator, headers: Headers, body: Any) -> faults.Resol
     queued = sim.faults.pop()
     prompt = body.get("prompt") if isinstance(body, dict) else None
     try:
-        from_headers = faults.from_headers(headers.items())
-        from_prompt = faults.from_prompt(prompt) if isinstance(prompt, str) else None
-    except faults.FaultSyntaxError as exc:
+        from_headers = fault_syntax.from_headers(headers.items())
+        from_prompt = fault_syntax.from_prompt(prompt) if isinstance(prompt, str) else None
+    except fault_syntax.FaultSyntaxError as exc:
         raise errors.invalid_request(f"Simulator fault: {exc}", exc.param) from None
     return faults.resolve([queued, from_headers, from_prompt], sim.config)
 

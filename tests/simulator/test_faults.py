@@ -5,19 +5,21 @@ from __future__ import annotations
 import pytest
 
 from app.simulator.config import SimulatorConfig
+from app.simulator.fault_syntax import (
+    FaultSyntaxError,
+    from_headers,
+    from_prompt,
+    parse_mapping,
+    strip_directives,
+)
 from app.simulator.faults import (
     CallbackFault,
     ErrorStyle,
     FaultQueue,
     FaultSpec,
-    FaultSyntaxError,
     PollFault,
     QueuedPoll,
-    from_headers,
-    from_prompt,
-    parse_mapping,
     resolve,
-    strip_directives,
 )
 
 CONFIG = SimulatorConfig(task_seconds=3.0, duplicate_count=5, callback_delay_seconds=7.0)
