@@ -8,13 +8,16 @@ caller never sees a 500 on the way, and EvoLink never receives a second create r
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import FINAL, create_requests, events, sim_task
+from tests.e2e.conftest import ALPHA, FINAL, Stack, create_requests, events, sim_task
 from tests.e2e.test_flows import submit, unique
+from tests.support import databases, processes
 
 # Two failing polls, then the task: the service has to come back twice.
 POLL_FAULTS = [
@@ -172,3 +175,70 @@ async def test_refusals_in_any_shape_or_body_fail_the_job_with_a_problem(
     assert problem["code"] == code
     job = (await api.get(f"/v1/jobs/{problem['job_id']}")).json()
     assert job["status"] == "failed"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def strict_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A simulator as strict as EvoLink (no --allow-insecure-callbacks) and a service whose public
+    URL is HTTPS, as in production: its callbacks never arrive here (`.invalid` never resolves)."""
+    tmp = tmp_path_factory.mktemp(f"strict-{request.param}")
+    if request.param == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{tmp / 'strict.db'}"
+    else:
+        base = os.environ.get("TEST_DATABASE_URL")
+        if not base:
+            pytest.skip("TEST_DATABASE_URL is not set")
+        database_url = base + "_e2e_strict"
+        databases.reset_postgres(database_url)
+    sim_port, api_port = processes.free_port(), processes.free_port()
+    simulator_url = f"http://127.0.0.1:{sim_port}"
+    env = processes.service_env(
+        database_url,
+        simulator_url,
+        api_port,
+        PUBLIC_BASE_URL=PUBLIC_HTTPS,
+        ALLOW_INSECURE_CALLBACKS="false",
+    )
+    processes.migrate(env)
+    args = ["simulator", "--host", "127.0.0.1", "--port", str(sim_port), "--task-seconds", "0.6"]
+    sim_env = {k: v for k, v in os.environ.items() if k in processes.BASE_ENV_KEYS}
+    sim = processes.Process(args, sim_env, tmp / "sim.log", f"{simulator_url}/_sim/health").start()
+    service = processes.service(tmp, env, api_port)
+    try:
+        service.start()
+        yield Stack(f"http://127.0.0.1:{api_port}", simulator_url, service, database_url)
+    finally:
+        service.terminate()
+        sim.terminate()
+
+
+PUBLIC_HTTPS = "https://jobs.evolink-jobs.invalid"
+
+
+async def test_against_evolinks_callback_rules_jobs_finish_by_polling(
+    strict_stack: Stack,
+) -> None:
+    headers = {"Authorization": f"Bearer {ALPHA}"}
+    async with (
+        httpx.AsyncClient(base_url=strict_stack.api_url, headers=headers, timeout=10) as api,
+        httpx.AsyncClient(base_url=strict_stack.simulator_url, timeout=10) as sim,
+    ):
+        marker = unique("a fox [sim poll=503 body=html]")
+        job = await submit(api, marker)
+        done = await follow(api, str(job["id"]))
+        assert done["status"] == "completed"
+        (request,) = await create_requests(sim, marker)
+        assert request["status_code"] == 200
+        assert request["body"]["callback_url"].startswith(f"{PUBLIC_HTTPS}/callbacks/evolink/")
+        history = await events(api, str(job["id"]))
+        assert not [e for e in history if e["source"] == "callback"]
+        assert history[-1]["source"] == "poll"
+        # The simulator refuses what EvoLink refuses, from the same command line.
+        refused = await sim.post(
+            "/v1/images/generations",
+            headers={"Authorization": "Bearer k"},
+            json={"model": "gpt-4o-image", "prompt": "x", "callback_url": "http://127.0.0.1/cb"},
+        )
+        assert refused.status_code == 400
