@@ -21,6 +21,7 @@ from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
 from app.server.run import run_app
 from app.simulator import SimulatorConfig
 from app.simulator import run as run_simulator
+from app.simulator.config import error_shapes
 from app.worker.standalone import run_worker_alone
 
 cli = typer.Typer(
@@ -101,11 +102,36 @@ def simulator(
     result_ttl_seconds: Annotated[
         float, typer.Option(help="How long result image URLs work (EvoLink: 24 h).")
     ] = 86_400.0,
+    task_ttl_seconds: Annotated[
+        float | None,
+        typer.Option(help="How long an ended task stays readable (default: forever)."),
+    ] = None,
+    allow_insecure_callbacks: Annotated[
+        bool,
+        typer.Option(
+            help="Accept http:// and internal callback URLs (EvoLink refuses them): dev and tests."
+        ),
+    ] = False,
+    error_shape: Annotated[
+        str,
+        typer.Option(
+            help="Shape of forced errors a fault leaves open: alternate, random, string, integer."
+        ),
+    ] = "alternate",
+    error_seed: Annotated[
+        int | None, typer.Option(help="Seed for --error-shape random (default: unseeded).")
+    ] = None,
 ) -> None:
     """Run the EvoLink simulator: a local stand-in for EvoLink, for development and tests."""
     try:
         config = SimulatorConfig(
-            api_key=api_key, task_seconds=task_seconds, result_ttl_seconds=result_ttl_seconds
+            api_key=api_key,
+            task_seconds=task_seconds,
+            result_ttl_seconds=result_ttl_seconds,
+            task_ttl_seconds=task_ttl_seconds,
+            strict_callbacks=not allow_insecure_callbacks,
+            error_shape=error_shapes(error_shape),
+            error_seed=error_seed,
         )
     except ValueError as exc:
         fail(str(exc))

@@ -73,6 +73,8 @@ def running_simulator(plan: DevPlan) -> Iterator[subprocess.Popen[bytes]]:
         sys.executable, "-m", "app.cli", "simulator",
         "--host", plan.host, "--port", str(plan.simulator_port),
         "--task-seconds", str(plan.task_seconds),
+        # The service calls back on plain http://127.0.0.1, which EvoLink itself would refuse.
+        "--allow-insecure-callbacks",
     ]  # fmt: skip
     process = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
     try:

@@ -47,9 +47,13 @@ class Policy:
         expected = estimated_time if estimated_time is not None else self.default_estimated
         return accepted_at + timedelta(seconds=expected + self.reconcile_grace)
 
-    def next_poll_at(self, now: datetime, attempts: int, created_at: datetime) -> datetime:
-        """The next poll after `attempts` polls: exponential backoff, never past the deadline."""
+    def next_poll_at(
+        self, now: datetime, attempts: int, created_at: datetime, retry_after: float | None = None
+    ) -> datetime:
+        """The next poll after `attempts` polls: exponential backoff, never sooner than EvoLink's
+        Retry-After, never past the deadline."""
         delay = _backoff(self.poll_backoff_initial, self.poll_backoff_max, attempts)
+        delay = max(delay, retry_after or 0)
         return min(now + timedelta(seconds=delay), self.deadline(created_at))
 
     def next_submit_at(self, now: datetime, attempts: int, retry_after: float | None) -> datetime:

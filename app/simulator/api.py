@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from app.simulator import errors
 from app.simulator.creation import check_auth, create_task
 from app.simulator.images import render_png
-from app.simulator.snapshots import credits_object, task_object
+from app.simulator.polls import answer_poll
+from app.simulator.snapshots import credits_object
 from app.simulator.state import SimulatorDep
 from app.simulator.tasks import RecordedRequest
 
@@ -33,17 +34,11 @@ async def create_generation(request: Request, sim: SimulatorDep) -> Response:
     return response
 
 
-@router.get("/v1/tasks/{task_id}")
+# `:path` so that an id with a slash is a malformed id (400), as EvoLink answers, not a routing 404.
+@router.get("/v1/tasks/{task_id:path}")
 async def get_task(task_id: str, request: Request, sim: SimulatorDep) -> Response:
-    """The task object at this moment."""
-    try:
-        check_auth(request.headers, sim.config.api_key)
-        task = sim.visible_task(task_id)
-        if task is None:
-            raise errors.task_not_found()
-    except errors.SimError as exc:
-        return exc.response()
-    return JSONResponse(task_object(task, sim.store.clock()))
+    """The task object at this moment, or the failure a poll fault asks for."""
+    return await answer_poll(sim, task_id, request.headers)
 
 
 @router.get("/v1/credits")

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, cast, get_args
+
+ErrorShapes = Literal["alternate", "random", "string", "integer"]
+
+
+def error_shapes(value: str) -> ErrorShapes:
+    """Check a configured error-shape mode (from the command line)."""
+    if value not in get_args(ErrorShapes):
+        raise ValueError("error shape must be alternate, random, string or integer")
+    return cast(ErrorShapes, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +39,10 @@ class SimulatorConfig:
     retry_after_seconds: int = 2
     duplicate_count: int = 5
     callback_delay_seconds: float = 5.0
+    # The shape of a forced error whose fault does not choose one: "alternate" (per status, from
+    # the shape EvoLink's pages show), "random" (seeded by error_seed), or always that one shape.
+    error_shape: ErrorShapes = "alternate"
+    error_seed: int | None = None
     # Grace uvicorn gives in-flight requests (hanging ones) before cancelling them at shutdown.
     shutdown_grace_seconds: int = 1
 
@@ -43,9 +57,12 @@ class SimulatorConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.task_ttl_seconds is not None and self.task_ttl_seconds < 0:
+            raise ValueError("task_ttl_seconds must not be negative")
         if any(delay < 0 for delay in self.retry_delays):
             raise ValueError("retry_delays must not be negative")
         if self.duplicate_count < 1:
             raise ValueError("duplicate_count must be at least 1")
+        error_shapes(self.error_shape)
         if self.api_key == "":
             raise ValueError("api_key must be None or non-empty")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import deque
 from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from app.simulator import errors, faults
+from app.simulator import errors, fault_syntax, faults
 from app.simulator.snapshots import created_object
 from app.simulator.state import Simulator
 from app.simulator.tasks import RecordedRequest, SimTask
@@ -38,9 +39,9 @@ async def create_task(
     mode = resolved.create
     # Forced failures come before auth and validation: the test asked for exactly this answer.
     if mode.isdigit():
-        raise errors.forced(int(mode), resolved.retry_after, sim.config.retry_after_seconds)
+        raise sim.forced_error(int(mode), resolved.style)
     if mode == "hang":
-        await _hang(sim)
+        await hang(sim)
     check_auth(headers, sim.config.api_key)
     accepted = validate_create(body, sim.config.strict_callbacks)
     store = sim.store
@@ -57,6 +58,7 @@ async def create_task(
         base_url=sim.config.public_base_url or base_url,
         faults=resolved,
         request=record,
+        poll_faults=deque(resolved.queued_polls()),
     )
     if not store.can_afford(task.cost):
         raise errors.insufficient_quota()
@@ -69,9 +71,9 @@ async def create_task(
     else:
         sim.dispatcher.schedule(task)
     if mode == "accept_then_500":
-        raise errors.forced(500, None, sim.config.retry_after_seconds)
+        raise sim.forced_error(500, resolved.style)
     if mode == "accept_then_hang":
-        await _hang(sim)
+        await hang(sim)
     return JSONResponse(created_object(task))
 
 
@@ -80,14 +82,15 @@ def _resolve_faults(sim: Simulator, headers: Headers, body: Any) -> faults.Resol
     queued = sim.faults.pop()
     prompt = body.get("prompt") if isinstance(body, dict) else None
     try:
-        from_headers = faults.from_headers(headers.items())
-        from_prompt = faults.from_prompt(prompt) if isinstance(prompt, str) else None
-    except faults.FaultSyntaxError as exc:
+        from_headers = fault_syntax.from_headers(headers.items())
+        from_prompt = fault_syntax.from_prompt(prompt) if isinstance(prompt, str) else None
+    except fault_syntax.FaultSyntaxError as exc:
         raise errors.invalid_request(f"Simulator fault: {exc}", exc.param) from None
     return faults.resolve([queued, from_headers, from_prompt], sim.config)
 
 
-async def _hang(sim: Simulator) -> None:
+async def hang(sim: Simulator) -> None:
+    """Leave the request unanswered for `hang_seconds`, then answer 504."""
     # Cancelled when the client goes away under uvicorn's shutdown, or by the test's own timeout.
     await asyncio.sleep(sim.config.hang_seconds)
     raise errors.gateway_timeout()

@@ -1,16 +1,62 @@
-"""EvoLink's HTTP error bodies (both generations of shape) and task error messages."""
+"""EvoLink's HTTP error bodies (both generations of shape), gateway pages, task error messages."""
 
 from __future__ import annotations
 
-from typing import Any
+import html
+from typing import Any, Literal
 
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 JsonObject = dict[str, Any]
+Shape = Literal["string", "integer"]
+Body = Literal["json", "html", "empty"]
 
 # Create-request failures a fault can force, by HTTP status.
 FORCEABLE_STATUSES = frozenset({400, 401, 402, 403, 404, 413, 429, 500, 502, 503})
+# Poll failures a fault can force: the same, and the 504 a gateway gives up with.
+POLL_STATUSES = FORCEABLE_STATUSES | {504}
 
+# Each status's string code, message and type; the older shape puts the status in `code`. The string
+# codes for 404, 413, 502, 503 and 504 are not in EvoLink's pages (only their integer shape is):
+# they are plausible names, and clients must not depend on them.
+_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("invalid_request", "Invalid request (simulated).", "invalid_request_error"),
+    401: (
+        "unauthorized",
+        "Invalid or missing API key. Use 'Authorization: Bearer <key>'.",
+        "authentication_error",
+    ),
+    402: (
+        "insufficient_quota",
+        "Insufficient quota. Please top up your account.",
+        "insufficient_quota",
+    ),
+    403: ("model_access_denied", "You do not have access to this model.", "permission_error"),
+    404: ("not_found", "Not found", "invalid_request_error"),
+    413: ("request_too_large", "Request entity too large", "invalid_request_error"),
+    429: ("rate_limit_exceeded", "Rate limit exceeded", "rate_limit_error"),
+    500: ("internal_error", "Internal server error", "api_error"),
+    502: ("upstream_error", "Bad gateway", "upstream_error"),
+    503: ("service_unavailable", "Service temporarily unavailable", "service_unavailable_error"),
+    504: ("gateway_timeout", "Gateway timeout", "api_error"),
+}
+# The shape EvoLink's pages show for each status (the other one is just as possible).
+DOCUMENTED_SHAPES: dict[int, Shape] = {
+    status: "string" if status in (400, 401, 402, 403, 500) else "integer" for status in _ERRORS
+}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
 TASK_ERROR_MESSAGES: dict[str, str] = {
     "content_policy_violation": "Content policy violation. Please modify your prompt or image.",
     "invalid_parameters": "Invalid parameters.",
@@ -28,19 +74,38 @@ TASK_ERROR_MESSAGES: dict[str, str] = {
 
 
 class SimError(Exception):
-    """An HTTP error answered in one of EvoLink's error shapes."""
+    """An HTTP error answered in one of EvoLink's error shapes, or as a gateway's non-JSON body."""
 
     def __init__(
-        self, status: int, error: JsonObject, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        error: JsonObject,
+        headers: dict[str, str] | None = None,
+        body: Body = "json",
     ) -> None:
         super().__init__(f"{status}: {error.get('message')}")
         self.status = status
         self.error = error
         self.headers = headers or {}
+        self.body = body
 
-    def response(self) -> JSONResponse:
-        """Render as EvoLink renders it: `{"error": {...}}`."""
+    def response(self) -> Response:
+        """Render as EvoLink renders it (`{"error": {...}}`), or as an HTML page or nothing."""
+        if self.body == "html":
+            return HTMLResponse(gateway_page(self.status), self.status, self.headers)
+        if self.body == "empty":
+            return Response(b"", self.status, self.headers)
         return JSONResponse({"error": self.error}, status_code=self.status, headers=self.headers)
+
+
+def gateway_page(status: int) -> str:
+    """The HTML page a gateway (nginx, a load balancer) answers with instead of EvoLink's JSON."""
+    title = html.escape(f"{status} {_REASONS.get(status, 'Error')}")
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
 
 
 def task_error_message(code: str) -> str:
@@ -92,48 +157,38 @@ def gateway_timeout() -> SimError:
     return SimError(504, {"code": 504, "message": "Gateway timeout", "type": "api_error"})
 
 
-def forced(status: int, retry_after: int | None, default_retry_after: int) -> SimError:
-    """The error a `create=<status>` fault answers with; 429 and 503 use the older integer shape.
+def invalid_task_id(task_id: str) -> SimError:
+    """400 for a task id that is not shaped like EvoLink's, as EvoLink's task API answers."""
+    error = {
+        "code": "invalid_task_id",
+        "message": f"Invalid task ID format: {task_id[:100]!r}",
+        "type": "invalid_request_error",
+        "param": "task_id",
+    }
+    return SimError(400, error)
 
-    429 always carries Retry-After (the given value or the default); 503 only when one is given.
+
+def forced(
+    status: int, shape: Shape, body: Body, retry_after: int | Literal["none"] | None, default: int
+) -> SimError:
+    """The error a fault forces, in the given shape and body.
+
+    429 carries Retry-After (the given value, else `default`) unless it is "none"; 503 only when
+    one is given. Both suggest a wait in the older shape's `fallback_suggestion`.
     """
+    code, message, kind = _ERRORS[status]
+    error: JsonObject = {"code": code if shape == "string" else status, "message": message}
+    error["type"] = kind
     if status == 400:
-        return invalid_request("Invalid request (simulated).")
-    if status == 401:
-        return unauthorized()
-    if status == 402:
-        return insufficient_quota()
+        error["param"] = None
+    seconds: int | None = None
     if status == 429:
-        seconds = default_retry_after if retry_after is None else retry_after
-        error = {
-            "code": 429,
-            "message": "Rate limit exceeded",
-            "type": "rate_limit_error",
-            "fallback_suggestion": f"retry after {seconds} seconds",
-        }
-        return SimError(429, error, {"Retry-After": str(seconds)})
-    if status == 503:
-        # EvoLink's older pages suggest 30 s for a 503.
-        suggested = 30 if retry_after is None else retry_after
-        error = {
-            "code": 503,
-            "message": "Service temporarily unavailable",
-            "type": "service_unavailable_error",
-            "fallback_suggestion": f"retry after {suggested} seconds",
-        }
-        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-        return SimError(503, error, headers)
-    return SimError(status, _OTHER_ERRORS[status])
-
-
-_OTHER_ERRORS: dict[int, JsonObject] = {
-    403: {
-        "code": "model_access_denied",
-        "message": "You do not have access to this model.",
-        "type": "permission_error",
-    },
-    404: {"code": 404, "message": "Not found", "type": "invalid_request_error"},
-    413: {"code": 413, "message": "Request entity too large", "type": "invalid_request_error"},
-    500: {"code": "internal_error", "message": "Internal server error", "type": "api_error"},
-    502: {"code": 502, "message": "Bad gateway", "type": "upstream_error"},
-}
+        seconds = None if retry_after == "none" else default if retry_after is None else retry_after
+    elif status == 503 and isinstance(retry_after, int):
+        seconds = retry_after
+    if shape == "integer" and status in (429, 503):
+        # EvoLink's older pages suggest 60 s after a 429 and 30 s after a 503.
+        suggested = seconds if seconds is not None else (60 if status == 429 else 30)
+        error["fallback_suggestion"] = f"retry after {suggested} seconds"
+    headers = {} if seconds is None else {"Retry-After": str(seconds)}
+    return SimError(status, error, headers, body)

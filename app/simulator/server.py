@@ -29,10 +29,12 @@ def build_server(config: SimulatorConfig, host: str, port: int) -> uvicorn.Serve
 def run(config: SimulatorConfig, host: str, port: int) -> None:
     """Serve the simulator until interrupted."""
     shown_host = f"[{host}]" if ":" in host else host
+    callbacks = "HTTPS public" if config.strict_callbacks else "any http(s), insecure"
     # The one line a person starting it must see, whatever the log configuration.
     print(
         f"EvoLink SIMULATOR (not EvoLink) on http://{shown_host}:{port} - "
-        f"tasks take {config.task_seconds:g} s, control API at /_sim/, see docs/simulator.md",
+        f"tasks take {config.task_seconds:g} s, callback URLs: {callbacks}, "
+        "control API at /_sim/, see docs/simulator.md",
         file=sys.stderr,
         flush=True,
     )

@@ -39,7 +39,7 @@ def task_object(task: SimTask, now: float) -> JsonObject:
         body["results"] = result_urls(task)
     else:
         code = task.error_code or (
-            "request_cancelled" if status == "cancelled" else "service_error"
+            "request_cancelled" if status in ("cancelled", "canceled") else "service_error"
         )
         body["error"] = {"code": code, "message": task_error_message(code), "type": "task_error"}
     return body

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from app.simulator.faults import Outcome, ResolvedFaults
+from app.simulator.faults import Outcome, QueuedPoll, ResolvedFaults
 
 Clock = Callable[[], float]
-Status = Literal["pending", "processing", "completed", "failed", "cancelled"]
+Status = Literal["pending", "processing", "completed", "failed", "cancelled", "canceled"]
 CallbackState = Literal["none", "lost", "scheduled", "sending", "delivered", "failed"]
 
 CREDITS_PER_IMAGE = 2.5
@@ -34,6 +34,17 @@ class CallbackAttempt:
     status_code: int | None
     error: str | None
     delivered: bool
+
+
+@dataclass(slots=True)
+class PollRecord:
+    """One `GET /v1/tasks/{id}`, and how it was answered (`fault`: the forced failure, if any)."""
+
+    at: float
+    task_id: str
+    fault: str | None
+    # None until answered; a hang that the client gave up on stays None.
+    status_code: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +82,8 @@ class SimTask:
     ended_at: float | None = None
     callback_state: CallbackState = "none"
     callback_attempts: list[CallbackAttempt] = field(default_factory=list)
+    # Failures still to come for this task's polls, next first.
+    poll_faults: deque[QueuedPoll] = field(default_factory=deque)
 
     @property
     def end_at(self) -> float:
@@ -119,6 +132,7 @@ class TaskStore:
         self.initial_credits = initial_credits
         self._tasks: dict[str, SimTask] = {}
         self._requests: deque[RecordedRequest] = deque(maxlen=_MAX_REQUESTS)
+        self._polls: deque[PollRecord] = deque(maxlen=_MAX_REQUESTS)
 
     def new_id(self) -> str:
         """An id shaped like EvoLink's: `task-unified-<unix>-<8 lowercase alnum>`."""
@@ -145,6 +159,14 @@ class TaskStore:
         """Recorded create requests, oldest first."""
         return list(self._requests)
 
+    def record_poll(self, poll: PollRecord) -> None:
+        """Remember a poll (the last 1000 are kept)."""
+        self._polls.append(poll)
+
+    def polls(self, task_id: str | None = None) -> list[PollRecord]:
+        """Recorded polls (of one task, if given), oldest first."""
+        return [p for p in self._polls if task_id is None or p.task_id == task_id]
+
     def used_credits(self) -> float:
         """Credits charged so far: completed tasks only, failed and cancelled ones are refunded."""
         now = self.clock()
@@ -156,14 +178,16 @@ class TaskStore:
         return sum(t.cost for t in self._tasks.values() if not t.is_terminal(now))
 
     def remaining_credits(self) -> float:
-        """Credits left once settled tasks are charged (reservations not deducted)."""
-        return self.initial_credits - self.used_credits()
+        """Credits neither charged nor reserved: EvoLink deducts a task's reservation at creation
+        and settles it at the end (charged if completed, released if failed or cancelled)."""
+        return self.initial_credits - self.used_credits() - self.reserved_credits()
 
     def can_afford(self, cost: float) -> bool:
-        """Whether a new reservation of `cost` fits in what is neither used nor reserved."""
-        return self.remaining_credits() - self.reserved_credits() >= cost
+        """Whether a new reservation of `cost` fits in what is left."""
+        return self.remaining_credits() >= cost
 
     def clear(self) -> None:
         """Forget every task and request (credits come back with them)."""
         self._tasks.clear()
         self._requests.clear()
+        self._polls.clear()

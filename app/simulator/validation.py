@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.simulator.errors import invalid_request
-from app.simulator.faults import strip_directives
+from app.simulator.fault_syntax import strip_directives
 
 MODEL = "gpt-4o-image"
 SIZES = frozenset({"1:1", "2:3", "3:2", "1024x1024", "1024x1536", "1536x1024"})

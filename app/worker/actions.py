@@ -112,6 +112,9 @@ class JobActions:
             return
         except evolink_errors.EvolinkError as exc:
             log.warning("poll_failed", job_id=str(job.id), status=exc.status, error=exc.message)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                next_poll = self.policy.next_poll_at(now, attempts, job.created_at, retry_after)
             await self._after_poll(job, attempts, next_poll, answered=False)
             return
         async with self.sessions() as session:

@@ -34,7 +34,7 @@ def e2e_database(kind: str, tmp: Path) -> str:
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         pytest.skip("TEST_DATABASE_URL is not set")
-    url = base.rsplit("/", 1)[0] + "/evolink_jobs_e2e"
+    url = base + "_e2e"  # beside the suite's own database, never shared between suites
     databases.reset_postgres(url)
     return url
 
@@ -73,6 +73,7 @@ async def sim(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The simulator's control API; queued faults cleared before each test."""
     async with httpx.AsyncClient(base_url=stack.simulator_url, timeout=10) as client:
         await client.delete("/_sim/faults")
+        await client.delete("/_sim/poll-faults")
         yield client
 
 

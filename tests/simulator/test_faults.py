@@ -5,16 +5,21 @@ from __future__ import annotations
 import pytest
 
 from app.simulator.config import SimulatorConfig
-from app.simulator.faults import (
-    CallbackFault,
-    FaultQueue,
-    FaultSpec,
+from app.simulator.fault_syntax import (
     FaultSyntaxError,
     from_headers,
     from_prompt,
     parse_mapping,
-    resolve,
     strip_directives,
+)
+from app.simulator.faults import (
+    CallbackFault,
+    ErrorStyle,
+    FaultQueue,
+    FaultSpec,
+    PollFault,
+    QueuedPoll,
+    resolve,
 )
 
 CONFIG = SimulatorConfig(task_seconds=3.0, duplicate_count=5, callback_delay_seconds=7.0)
@@ -120,7 +125,8 @@ def test_defaults() -> None:
         "callback_count": 1,
         "callback_delay": 0.0,
         "create": "ok",
-        "retry_after": None,
+        "poll": None,
+        "style": {"shape": None, "body": "json", "retry_after": None},
     }
 
 
@@ -136,8 +142,42 @@ def test_callback_arguments_default_from_config_and_early_ends_at_once() -> None
     assert resolve([early], CONFIG).duration == 0.0
 
 
+def test_poll_shape_body_and_absent_retry_after_parse_from_every_source() -> None:
+    prompt = from_prompt("x [sim poll=502:3 body=html shape=old retry_after=none]")
+    assert prompt == FaultSpec(
+        poll=PollFault("502", 3), body="html", shape="integer", retry_after="none"
+    )
+    headers = from_headers([("x-sim-poll", "Garbage"), ("x-sim-error-shape", "new")])
+    assert headers == FaultSpec(poll=PollFault("not_json"), shape="string")
+    mapping = parse_mapping({"poll": "reset", "body": "empty"})
+    assert mapping == FaultSpec(poll=PollFault("reset"), body="empty")
+    resolved = resolve([mapping, prompt], CONFIG)
+    style = ErrorStyle(shape="integer", body="empty", retry_after="none")
+    assert resolved.queued_polls() == [QueuedPoll("reset", style)]
+
+
+def test_canceled_keeps_its_spelling_and_is_a_cancellation() -> None:
+    resolved = resolve([from_prompt("x [sim outcome=canceled]")], CONFIG)
+    assert (resolved.outcome, resolved.error_code) == ("canceled", "request_cancelled")
+
+
+@pytest.mark.parametrize(
+    ("directive", "message"),
+    [
+        ("[sim poll=418]", "poll must be one of"),
+        ("[sim poll=503:0]", "positive"),
+        ("[sim poll=sometimes]", "poll must be one of"),
+        ("[sim shape=xml]", "shape"),
+        ("[sim body=pdf]", "body"),
+    ],
+)
+def test_bad_poll_and_style_values_are_reported(directive: str, message: str) -> None:
+    with pytest.raises(FaultSyntaxError, match=message):
+        from_prompt(directive)
+
+
 def test_queue_is_first_in_first_out_and_consumed_once() -> None:
-    queue = FaultQueue()
+    queue: FaultQueue[FaultSpec] = FaultQueue()
     assert queue.push(FaultSpec(create="500"), count=2) == 2
     assert queue.push(FaultSpec(create="429")) == 3
     popped = [queue.pop(), queue.pop(), queue.pop(), queue.pop()]

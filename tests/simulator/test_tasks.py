@@ -209,17 +209,18 @@ async def _credits(client: httpx.AsyncClient) -> tuple[float, float]:
     return token["remaining_credits"], token["used_credits"]
 
 
-async def test_credits_settle_when_tasks_complete_and_refund_failures(
+async def test_credits_are_reserved_at_creation_and_settled_at_the_end(
     start_sim: StartSim, clock: FakeClock
 ) -> None:
     client = await start_sim(SimulatorConfig(task_seconds=10, initial_credits=100), clock)
     await create_ok(client, n=4)
+    assert await _credits(client) == (90.0, 0.0)  # 2.5 per image held from the start
     await create_ok(client, prompt="x [sim outcome=failed]", n=2)
     await create_ok(client, prompt="x [sim outcome=cancelled]")
     await create_ok(client, prompt="x [sim duration=20]")
-    assert await _credits(client) == (100.0, 0.0)
-    clock.advance(10)
-    assert await _credits(client) == (90.0, 10.0)
+    assert await _credits(client) == (80.0, 0.0)
+    clock.advance(10)  # the completed task is charged, the failed and cancelled ones released
+    assert await _credits(client) == (87.5, 10.0)
     clock.advance(10)
     assert await _credits(client) == (87.5, 12.5)
 

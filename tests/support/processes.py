@@ -113,11 +113,13 @@ class Process:
             raise
 
 
-def simulator(tmp: Path, port: int, task_seconds: float = 0.6) -> Process:
-    """`evolink-jobs simulator` on `port`."""
+def simulator(
+    tmp: Path, port: int, task_seconds: float = 0.6, extra: Sequence[str] = ()
+) -> Process:
+    """`evolink-jobs simulator` on `port`, accepting the service's http:// callbacks."""
     env = {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
     args = ["simulator", "--host", "127.0.0.1", "--port", str(port),
-            "--task-seconds", str(task_seconds)]  # fmt: skip
+            "--task-seconds", str(task_seconds), "--allow-insecure-callbacks", *extra]  # fmt: skip
     return Process(args, env, tmp / f"simulator-{port}.log", f"http://127.0.0.1:{port}/_sim/health")
 
 
