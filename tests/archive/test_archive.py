@@ -174,3 +174,30 @@ async def test_backfill_archives_old_jobs_whose_links_still_work(
     await settle(archiver, session_factory)
     assert (await stored(session_factory, fresh)).archive_status == "archived"
     assert (await stored(session_factory, stale)).archive_status is None
+
+
+async def test_a_body_that_is_not_an_image_fails_the_archive_not_the_job(
+    client: httpx.AsyncClient,
+    archiver: ArchiveWorker,
+    session_factory: Sessions,
+    source: ScriptedServer,
+) -> None:
+    good = png(20, 20)
+    urls = [
+        source.route("/mixed/0.png", serve_bytes(good)),
+        source.route("/mixed/1.png", serve_bytes(b"<html>hello</html>", "image/png")),
+    ]
+    job_id = await completed_job(session_factory, urls)
+    await settle(archiver, session_factory)
+
+    first, second = await images(session_factory, job_id)
+    assert (first.status, second.status, second.error_code) == (
+        "archived",
+        "failed",
+        "not_an_image",
+    )
+    assert second.attempts == 1  # never retried
+    job = (await client.get(f"/v1/jobs/{job_id}")).json()
+    assert (job["status"], job["archive_status"]) == ("completed", "failed")
+    assert [image["index"] for image in job["images"]] == [0]
+    assert (await client.get(f"/v1/jobs/{job_id}/images/1")).json()["code"] == "image_not_archived"

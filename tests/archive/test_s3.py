@@ -108,4 +108,3 @@ async def test_store_outage_keeps_archiving_pending_until_it_is_back(
     await settle(archiver, session_factory)
     assert (await stored(session_factory, job_id)).archive_status == "archived"
     assert (await client.get(f"/v1/jobs/{job_id}/images/0")).content == body
-

@@ -45,7 +45,9 @@ class MotoServer:
                 break
             except httpx.TransportError:
                 if self.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto did not start:\n{self.log_path.read_text()}") from None
+                    raise RuntimeError(
+                        f"moto did not start:\n{self.log_path.read_text()}"
+                    ) from None
                 time.sleep(0.1)
         for bucket in self.buckets:
             httpx.put(f"{self.url}/{bucket}", timeout=5).raise_for_status()
