@@ -11,11 +11,13 @@ from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.archive import service as archive_service
 from app.archive.worker import ArchiveWorker
 from app.db import utcnow
 from tests.archive.conftest import Sessions, completed_job, images, set_images, settle
 from tests.support.http_server import ScriptedServer
 from tests.support.rows import set_job, stored
+from tests.test_metrics import scrape, value
 
 
 def png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 60)) -> bytes:
@@ -157,8 +159,6 @@ async def test_backfill_archives_old_jobs_whose_links_still_work(
     session_factory: Sessions,
     source: ScriptedServer,
 ) -> None:
-    from app.archive import service as archive_service
-
     fresh = await completed_job(session_factory, [source.route("/old.png", serve_bytes(png(8, 8)))])
     stale = await completed_job(
         session_factory, [source.route("/older.png", serve_bytes(png(8, 8)))]
@@ -201,3 +201,28 @@ async def test_a_body_that_is_not_an_image_fails_the_archive_not_the_job(
     assert (job["status"], job["archive_status"]) == ("completed", "failed")
     assert [image["index"] for image in job["images"]] == [0]
     assert (await client.get(f"/v1/jobs/{job_id}/images/1")).json()["code"] == "image_not_archived"
+
+
+async def test_metrics_count_archived_and_failed_images_bytes_and_lag(
+    anonymous: httpx.AsyncClient,
+    archiver: ArchiveWorker,
+    session_factory: Sessions,
+    source: ScriptedServer,
+) -> None:
+    before = await scrape(anonymous)
+    body = png(30, 30)
+    urls = [
+        source.route("/metrics/0.png", serve_bytes(body)),
+        source.route("/metrics/1.png", serve_bytes(b"nope", "image/png")),
+    ]
+    await completed_job(session_factory, urls)
+    await settle(archiver, session_factory)
+    after = await scrape(anonymous)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("evolink_jobs_archive_images_total", outcome="archived") == 1
+    assert moved("evolink_jobs_archive_images_total", outcome="failed") == 1
+    assert moved("evolink_jobs_archive_stored_bytes_total") > len(body)  # and its thumbnail
+    assert moved("evolink_jobs_archive_lag_seconds_count") == 1
