@@ -226,3 +226,25 @@ async def test_metrics_count_archived_and_failed_images_bytes_and_lag(
     assert moved("evolink_jobs_archive_images_total", outcome="failed") == 1
     assert moved("evolink_jobs_archive_stored_bytes_total") > len(body)  # and its thumbnail
     assert moved("evolink_jobs_archive_lag_seconds_count") == 1
+
+
+async def test_an_image_another_process_holds_waits_for_its_lease(
+    archiver: ArchiveWorker, session_factory: Sessions, source: ScriptedServer
+) -> None:
+    job_id = await completed_job(
+        session_factory, [source.route("/held.png", serve_bytes(png(8, 8)))]
+    )
+    await archiver.tick()  # starts the job: one pending image, which this tick also claims
+    await archiver.drain()
+    await set_images(
+        session_factory, job_id, status="pending", claimed_by="elsewhere",
+        claim_expires_at=utcnow() + timedelta(minutes=1), next_attempt_at=utcnow(),
+    )  # fmt: skip
+    hits = source.hits["/held.png"]
+    assert await archiver.tick() == 0
+    await set_images(session_factory, job_id, claim_expires_at=utcnow() - timedelta(seconds=1))
+    assert await archiver.tick() == 1
+    await archiver.drain()
+    assert source.hits["/held.png"] == hits + 1
+    [image] = await images(session_factory, job_id)
+    assert (image.status, image.claimed_by) == ("archived", None)
