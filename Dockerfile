@@ -22,9 +22,10 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DATABASE_URL=sqlite+aiosqlite:////srv/data/evolink_jobs.db
+    DATABASE_URL=sqlite+aiosqlite:////srv/data/evolink_jobs.db \
+    ARCHIVE_URL=file:///srv/data/archive
 WORKDIR /srv
-RUN mkdir -p /srv/data && chown 10001:10001 /srv/data
+RUN mkdir -p /srv/data/archive && chown -R 10001:10001 /srv/data
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from typer.exceptions import TyperException
 
+from app.archive import maintenance as archive_maintenance
 from app.config import Settings
 from app.console.commands import register as register_console_commands
 from app.db import create_engine
@@ -89,6 +90,33 @@ def worker_command() -> None:
     settings = ready_settings()
     configure_logging(settings.log_level)
     asyncio.run(run_worker_alone(settings))
+
+
+@cli.command()
+def archive(
+    backfill: Annotated[
+        bool, typer.Option(help="Archive completed jobs that have no copies and whose links work.")
+    ] = False,
+    purge_expired: Annotated[
+        bool, typer.Option(help="Delete images older than ARCHIVE_RETENTION_DAYS now.")
+    ] = False,
+) -> None:
+    """Operate the results archive (the worker does both on its own, too)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if not backfill and not purge_expired:
+        fail("say what to do: --backfill and/or --purge-expired")
+    if settings.archive_url == "off":
+        fail("archiving is off (ARCHIVE_URL=off)")
+    check_migrated(settings.database_url)
+    if backfill:
+        queued = asyncio.run(archive_maintenance.backfill(settings))
+        typer.echo(f"{queued} completed jobs queued for archiving (the worker archives them)")
+    if purge_expired:
+        if settings.archive_retention_days is None:
+            fail("ARCHIVE_RETENTION_DAYS is not set: archived images are kept forever")
+        purged = asyncio.run(archive_maintenance.purge_expired(settings))
+        typer.echo(f"{purged} archived images expired and deleted")
 
 
 @cli.command()

@@ -55,6 +55,21 @@ class Settings(BaseSettings):
     idempotency_key_ttl_seconds: float = Field(default=86400, ge=86400)
     shutdown_timeout_seconds: float = Field(default=20, gt=0)
 
+    # The results archive (README, "The archive"): where completed jobs' images are kept.
+    archive_url: str = "file:./archive"
+    archive_max_bytes: int = Field(default=50_000_000, gt=0)
+    archive_allow_private_networks: bool = False
+    archive_retention_days: float | None = Field(default=None, gt=0)
+    archive_download_timeout_seconds: float = Field(default=30, gt=0)
+    archive_backoff_initial_seconds: float = Field(default=5, gt=0)
+    archive_backoff_max_seconds: float = Field(default=600, gt=0)
+    archive_presigned_redirects: bool = False
+    archive_presign_seconds: int = Field(default=300, gt=0, le=604_800)
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
@@ -80,6 +95,20 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str) -> str:
+        if value != "off" and not value.startswith(("file:", "s3://")):
+            raise ValueError(
+                "must be off, file:///path (or file:relative/path) or s3://bucket/prefix"
+            )
+        return value
+
+    @field_validator("archive_retention_days", mode="before")
+    @classmethod
+    def _empty_means_forever(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _callbacks_must_be_https(self) -> Settings:

@@ -63,6 +63,8 @@ def dev_settings(plan: DevPlan) -> Settings:
         callback_secret=persistent_secret(plan.data_dir / "callback_secret"),
         api_keys=f"{DEV_CALLER}:{api_key}",
         reconcile_grace_seconds=5,
+        archive_url=f"file://{plan.data_dir / 'archive'}",
+        archive_allow_private_networks=True,  # the simulator serves images from 127.0.0.1
     )
 
 

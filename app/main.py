@@ -10,6 +10,9 @@ import structlog
 from fastapi import FastAPI
 
 from app import health, metrics_endpoint
+from app.archive import router as archive_router
+from app.archive.store import ArchiveStore
+from app.archive.worker import build_archive_worker
 from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_session_factory
@@ -55,12 +58,15 @@ def create_app(
         sessions = create_session_factory(engine)
         submitter = Submitter.from_settings(settings, http)
         worker = build_worker(settings, sessions, submitter) if run_worker else None
+        archive_store = ArchiveStore.from_settings(settings)
+        archiver = build_archive_worker(settings, sessions, archive_store) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker
+        app.state.archive_store = archive_store
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -68,13 +74,15 @@ def create_app(
                 message="EVOLINK_BASE_URL points at the EvoLink simulator: no real images. "
                 "Never run production this way.",
             )
-        if worker is not None:
+        if worker is not None and archiver is not None:
             worker.start()
+            archiver.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
         finally:
-            if worker is not None:
+            if worker is not None and archiver is not None:
+                await archiver.stop(settings.shutdown_timeout_seconds)
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
@@ -93,6 +101,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs_router.router)
+    app.include_router(archive_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
     return app

@@ -69,6 +69,22 @@ SUBMISSION_QUEUE = Gauge(
     registry=REGISTRY,
 )
 
+ARCHIVE_IMAGES = Counter(
+    _PREFIX + "archive_images",
+    "Result images the archive finished with, by outcome (archived, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ARCHIVE_BYTES = Counter(
+    _PREFIX + "archive_stored_bytes", "Bytes of images stored in the archive.", registry=REGISTRY
+)
+ARCHIVE_LAG = Histogram(
+    _PREFIX + "archive_lag_seconds",
+    "Time from a job's completion to one of its images being archived.",
+    buckets=(1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+    registry=REGISTRY,
+)
+
 
 def job_finished(source: str, status: str) -> None:
     """Count a job reaching a final state here."""

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 from sqlalchemy.pool import NullPool
 
+from app.archive import models as _archive_models  # noqa: F401 - registers the tables
 from app.db import Base, UTCDateTime
 from app.jobs import models as _jobs_models  # noqa: F401 - registers the tables
 

@@ -59,6 +59,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "public_base_url": PUBLIC_URL,
         "callback_secret": CALLBACK_SECRET,
         "api_keys": f"alpha:{ALPHA_KEY},beta:{BETA_KEY}",
+        "archive_url": "off",  # tests/archive turn it on, into a temporary folder
         **overrides,
     }
     return Settings(_env_file=None, **values)

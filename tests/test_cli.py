@@ -36,6 +36,7 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PUBLIC_BASE_URL="https://jobs.example.test",
         CALLBACK_SECRET=CALLBACK_SECRET,
         API_KEYS=f"alpha:{ALPHA_KEY}",
+        ARCHIVE_URL=f"file://{tmp_path / 'archive'}",
     )
     env.update(extra)
     return env

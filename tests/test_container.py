@@ -99,6 +99,7 @@ def container_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in processes.BASE_ENV_KEYS}
     env.update(DEV_ENV)
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'container.db'}"
+    env["ARCHIVE_URL"] = f"file://{tmp_path / 'archive'}"  # the volume api and worker share
     return env
 
 
@@ -149,6 +150,9 @@ def test_compose_commands_and_the_healthcheck_work(
         )
         job = api.post("/v1/jobs", json={"prompt": "a container test"}).json()
         wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["status"] == "completed")
+        # The worker archives (api runs --no-worker); the api serves from the shared folder.
+        wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["archive_status"] == "archived")
+        assert api.get(f"/v1/jobs/{job['id']}/images/0").headers["content-type"] == "image/png"
     finally:
         for process in started:
             process.terminate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import re
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NotRequired, Self, TypedDict, cast
 from urllib.parse import urlsplit
@@ -46,6 +47,20 @@ class JobError(TypedDict):
     message: str | None
 
 
+class Image(TypedDict):
+    """An archived image of a job (app/archive/schemas.py's ImageRead)."""
+
+    index: int
+    url: str
+    thumbnail_url: str
+    content_type: str
+    bytes: int
+    width: int
+    height: int
+    sha256: str
+    source_url: str
+
+
 class Job(TypedDict):
     """A job as `GET /v1/jobs/{id}` returns it."""
 
@@ -67,6 +82,8 @@ class Job(TypedDict):
     created_at: str
     updated_at: str
     completed_at: str | None
+    archive_status: NotRequired[str | None]
+    images: NotRequired[list[Image]]
 
 
 class JobPage(TypedDict):
@@ -149,6 +166,28 @@ class JobsClient:
         if cursor is not None:
             params["cursor"] = cursor
         return cast(JobPage, self._call("GET", "/v1/jobs", params=params))
+
+    def download(self, url: str, into: Path) -> None:
+        """Stream `url` (a path on the service, sent with our key, or any absolute URL, sent
+        without it) into the file `into`."""
+        own = not urlsplit(url).scheme
+        try:
+            if own:
+                stream = self._http.stream("GET", url)
+            else:
+                stream = httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True)
+            with stream as response:
+                if not response.is_success:
+                    raise (
+                        self._failure(response)
+                        if own
+                        else ConsoleError(f"cannot download {url}: HTTP {response.status_code}")
+                    )
+                with into.open("wb") as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+        except httpx.TransportError as exc:
+            raise ConsoleError(f"cannot download {url}: {_reason(exc)}") from None
 
     def _call(
         self,

@@ -6,12 +6,13 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from app.console import output
+from app.console import downloads, output
 from app.console.client import (
     USAGE_EXIT_CODE,
     ConsoleError,
@@ -160,6 +161,13 @@ def submit(
         typer.Option(help="A JSON object stored with the job.", metavar="JSON"),
     ] = None,
     wait: WaitOption = False,
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --wait: save the images into this folder (once archived).",
+            file_okay=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
@@ -167,6 +175,8 @@ def submit(
 ) -> None:
     """Submit an image-generation job; with --wait, follow it and print the result URLs."""
     with reported():
+        if download is not None and not wait:
+            raise ConsoleError("--download needs --wait", exit_code=USAGE_EXIT_CODE)
         request: JobRequest = {"prompt": prompt}
         if size is not None:
             request["size"] = size
@@ -184,6 +194,10 @@ def submit(
                 if not as_json:
                     typer.echo(f"job {job['id']} submitted", err=True)
                 job = follow_to_end(client, job, poll_interval, as_json)
+            if download is not None and job["status"] == JobStatus.COMPLETED:
+                job = downloads.wait_for_archive(client, job, poll_interval)
+                for path in downloads.save_images(client, job, download):
+                    typer.echo(f"saved {path}", err=True)
     if as_json:
         typer.echo(output.dumps(job))
     elif not wait:
@@ -246,6 +260,6 @@ def show_job(
     if as_json:
         typer.echo(output.dumps(job))
     else:
-        Console().print(output.job_table(job))
+        Console().print(output.job_table(job, url.rstrip("/")))
     if wait:
         end_with_outcome(job, as_json=as_json)

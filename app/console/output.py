@@ -63,8 +63,9 @@ def jobs_table(jobs: list[Job], width: int) -> Table:
     return table
 
 
-def job_table(job: Job) -> Table:
-    """Every field of one job, one per row."""
+def job_table(job: Job, base_url: str = "") -> Table:
+    """Every field of one job, one per row; archived image paths are made absolute on
+    `base_url`."""
     table = Table(show_header=False, title=f"Job {job['id']}", title_justify="left")
     table.add_column("Field", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
@@ -82,6 +83,8 @@ def job_table(job: Job) -> Table:
         ("Metadata", _text(json.dumps(job["metadata"])) if job["metadata"] is not None else "-"),
         ("EvoLink task", _text(job["evolink_task_id"] or "-")),
         ("Results", _lines(job["results"])),
+        ("Archive", _text(job.get("archive_status") or "-")),
+        ("Images", _lines([base_url + image["url"] for image in job.get("images", [])])),
         ("Error", _text(f"{error['code']}: {error['message'] or ''}") if error else "-"),
         ("Estimated", f"{job['estimated_time']} s" if job["estimated_time"] is not None else "-"),
         ("Created", _time(job["created_at"])),

@@ -91,6 +91,8 @@ class Job(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     final_source: Mapped[str | None] = mapped_column(String(16))
     callback_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The results archive (app/archive): set to `pending` when the job completes.
+    archive_status: Mapped[str | None] = mapped_column(String(16), index=True)
 
     # Background work: what is due when, and which process holds the job meanwhile.
     submit_state: Mapped[str] = mapped_column(String(16), default=SubmitState.WAITING)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from app.archive import service as archive_service
+from app.archive.models import ArchiveImage
+from app.archive.schemas import image_read
 from app.auth.dependencies import CallerDep
 from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
@@ -127,7 +131,8 @@ async def list_jobs(
     jobs, next_cursor = await jobs_service.list_jobs(
         session, caller, status=status_filter, limit=limit, cursor=cursor
     )
-    return JobPage(data=[to_read(job) for job in jobs], next_cursor=next_cursor)
+    images = await archive_service.archived_images_by_job(session, [job.id for job in jobs])
+    return JobPage(data=[to_read(job, images[job.id]) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get(
@@ -138,7 +143,9 @@ async def list_jobs(
 )
 async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> JobRead:
     """One of the caller's jobs."""
-    return to_read(await jobs_service.get_job(session, caller, job_id))
+    job = await jobs_service.get_job(session, caller, job_id)
+    images = await archive_service.archived_images_by_job(session, [job.id])
+    return to_read(job, images[job.id])
 
 
 @router.get(
@@ -168,12 +175,17 @@ async def list_job_events(
     )
 
 
-def to_read(job: Job) -> JobRead:
-    """The API's view of a job."""
-    copied = JobRead.model_fields.keys() - {"metadata", "error"}
+def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
+    """The API's view of a job, with its archived `images`."""
+    copied = JobRead.model_fields.keys() - {"metadata", "error", "images"}
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
     return JobRead.model_validate(
-        {**{name: getattr(job, name) for name in copied}, "metadata": job.metadata_, "error": error}
+        {
+            **{name: getattr(job, name) for name in copied},
+            "metadata": job.metadata_,
+            "error": error,
+            "images": [image_read(image) for image in images],
+        }
     )
 
 

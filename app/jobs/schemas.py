@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.archive.schemas import ImageRead
 from app.evolink.models import DEFAULT_MODEL, MAX_URL_CHARS, MODELS, ModelSpec
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -185,6 +186,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "created_at": "2026-11-26T10:00:00Z",
     "updated_at": "2026-11-26T10:01:42Z",
     "completed_at": "2026-11-26T10:01:42Z",
+    "archive_status": "archived",
+    "images": ImageRead.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
 }
 
 
@@ -211,6 +214,17 @@ class JobRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    archive_status: str | None = Field(
+        None,
+        description="Archiving of a completed job's images: `pending`, `archived`, `failed` "
+        "(some image could not be archived) or `off`; null until the job completes.",
+        json_schema_extra={"enum": ["pending", "archived", "failed", "off", None]},
+    )
+    images: list[ImageRead] = Field(
+        default_factory=list,
+        description="The images archived so far, served by this service for as long as the "
+        "archive keeps them (`results` keeps EvoLink's links, which expire after 24 h).",
+    )
 
 
 class JobPage(BaseModel):

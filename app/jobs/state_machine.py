@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.archive.models import ArchiveStatus
 from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
@@ -254,6 +255,7 @@ def _values(task: Task, status: JobStatus, source: EventSource) -> dict[str, Any
         values.update(completed_at=now, final_source=source, next_attempt_at=None)
     if status is JobStatus.COMPLETED:
         values.update(results=list(task.results or []), error_code=None, error_message=None)
+        values["archive_status"] = ArchiveStatus.PENDING  # the archive worker takes it from here
     elif status in DEFAULT_ERROR_CODES:
         error = task.error
         values["error_code"] = (error.code if error else None) or DEFAULT_ERROR_CODES[status]

@@ -7,6 +7,8 @@ import signal
 
 import structlog
 
+from app.archive.store import ArchiveStore
+from app.archive.worker import build_archive_worker
 from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.evolink.client import build_http_client
@@ -21,16 +23,20 @@ async def run_worker_alone(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     http = build_http_client(settings.evolink_base_url, settings.evolink_timeout_seconds)
     submitter = Submitter.from_settings(settings, http)
-    worker = build_worker(settings, create_session_factory(engine), submitter)
+    sessions = create_session_factory(engine)
+    worker = build_worker(settings, sessions, submitter)
+    archiver = build_archive_worker(settings, sessions, ArchiveStore.from_settings(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     worker.start()
+    archiver.start()
     try:
         await stop.wait()
         log.info("worker_stopping")
     finally:
+        await archiver.stop(settings.shutdown_timeout_seconds)
         await worker.stop(settings.shutdown_timeout_seconds)
         await http.aclose()
         await engine.dispose()

@@ -85,6 +85,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         evolink_base_url=simulator_url,
         public_base_url=api_url,
         allow_insecure_callbacks=True,
+        archive_url=f"file://{directory / 'archive'}",
+        archive_allow_private_networks=True,
     )
     api = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", access_log=False)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import httpx
 import typer
 
 from tests.conftest import ALPHA_KEY
 from tests.console.conftest import Service
-from tests.console.support import Env, run
+from tests.console.support import Env, one_line_failure, run
 
 FAST = ("--poll-interval", "0.05")
 
@@ -79,3 +81,30 @@ def test_wait_shows_a_progress_bar_on_a_terminal(console: typer.Typer, env: Env)
     assert "100%" in result.stderr
     # The URLs stay plain on stdout.
     assert result.stdout.startswith("http")
+
+
+def test_submit_wait_download_saves_the_archived_images(
+    console: typer.Typer, env: Env, service: Service, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out"
+    result = run(console, env, "submit", "a harbour", "--n", "2", "--wait",
+                 "--download", str(folder), *FAST)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    job_id = result.stderr.splitlines()[0].split()[1]
+    saved = sorted(folder.iterdir())
+    assert [p.name for p in saved] == [f"{job_id}-0.png", f"{job_id}-1.png"]
+    with httpx.Client(headers={"Authorization": f"Bearer {ALPHA_KEY}"}) as http:
+        job = http.get(f"{service.url}/v1/jobs/{job_id}").json()
+    assert job["archive_status"] == "archived"
+    for path, image in zip(saved, job["images"], strict=True):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == image["sha256"]
+
+    shown = run(console, {**env, "COLUMNS": "300"}, "jobs", "show", job_id)  # URLs unfolded
+    assert f"{service.url}/v1/jobs/{job_id}/images/0" in shown.stdout
+    assert f"{service.url}/v1/jobs/{job_id}/images/1" in shown.stdout
+    assert "archived" in shown.stdout
+
+
+def test_download_needs_wait(console: typer.Typer, env: Env, tmp_path: Path) -> None:
+    result = run(console, env, "submit", "a fox", "--download", str(tmp_path))
+    assert one_line_failure(result, 2) == "--download needs --wait"

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ def service_env(database_url: str, simulator_url: str, port: int, **extra: str) 
         CLAIM_LEASE_SECONDS="5",
         SHUTDOWN_TIMEOUT_SECONDS="5",
         LOG_LEVEL="DEBUG",  # the log tests check that no level leaks a secret
+        # The simulator serves images from 127.0.0.1; never archive into the working directory.
+        ARCHIVE_URL="file://" + tempfile.mkdtemp(prefix="evolink-archive-"),
+        ARCHIVE_ALLOW_PRIVATE_NETWORKS="true",
     )
     env.update(extra)
     return env

@@ -1,0 +1,1 @@
+"""The results archive: completed jobs' images, copied before EvoLink's links expire."""
