@@ -70,7 +70,7 @@ def stack(
     processes.migrate(env)
     sim = processes.Process(
         ["simulator", "--host", "127.0.0.1", "--port", str(sim_port), "--task-seconds", "0.5",
-         "--result-ttl-seconds", str(RESULT_TTL_SECONDS)],
+         "--result-ttl-seconds", str(RESULT_TTL_SECONDS), "--allow-insecure-callbacks"],
         env, tmp / "simulator.log", f"{simulator_url}/_sim/health",
     ).start()  # fmt: skip
     service = processes.service(tmp, env, api_port)
