@@ -121,6 +121,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _downloads_end_within_their_lease(self) -> Settings:
+        # A download outliving its claim would let a second worker start the same image.
+        if self.archive_url != "off" and (
+            self.archive_download_timeout_seconds >= self.claim_lease_seconds
+        ):
+            raise ValueError(
+                "ARCHIVE_DOWNLOAD_TIMEOUT_SECONDS must be shorter than CLAIM_LEASE_SECONDS "
+                f"({self.archive_download_timeout_seconds:g} >= {self.claim_lease_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _callers_are_valid(self) -> Settings:
         self._load_callers()
         return self

@@ -51,6 +51,7 @@ def test_api_keys_are_parsed_and_matched() -> None:
         ({"callback_secret": "short"}, "callback_secret"),
         ({"public_base_url": "http://jobs.example.com"}, "PUBLIC_BASE_URL"),
         ({"public_base_url": "jobs.example.com"}, "public_base_url"),
+        ({"archive_download_timeout_seconds": 60}, "shorter than CLAIM_LEASE_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_setting(values: dict[str, object], named: str) -> None:

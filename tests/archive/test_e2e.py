@@ -138,6 +138,7 @@ def kill_env(stack: Stack) -> dict[str, str]:
     kind = "sqlite" if stack.database_url.startswith("sqlite") else "postgresql"
     env = {**stack.env, "DATABASE_URL": database(kind, stack.tmp, "archive_kill")}
     env["CLAIM_LEASE_SECONDS"] = "3"
+    env["ARCHIVE_DOWNLOAD_TIMEOUT_SECONDS"] = "2"
     processes.migrate(env)
     return env
 

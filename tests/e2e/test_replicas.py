@@ -141,7 +141,12 @@ async def test_a_burst_spread_over_replicas_is_submitted_exactly_once(cluster: C
 
 async def test_a_killed_worker_s_claims_are_taken_over_and_never_resent(cluster: Cluster) -> None:
     api_url = cluster.serve("--no-worker")
-    lease = {"CLAIM_LEASE_SECONDS": "2", "SUBMIT_CONCURRENCY": "1", "EVOLINK_TIMEOUT_SECONDS": "30"}
+    lease = {
+        "CLAIM_LEASE_SECONDS": "2",
+        "ARCHIVE_DOWNLOAD_TIMEOUT_SECONDS": "1",
+        "SUBMIT_CONCURRENCY": "1",
+        "EVOLINK_TIMEOUT_SECONDS": "30",
+    }
     async with httpx.AsyncClient(base_url=cluster.simulator_url) as sim:
         # EvoLink is "unavailable" for the API's three create requests, so the jobs queue; then
         # the first background attempt hangs, and its worker is killed while it waits.

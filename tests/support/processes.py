@@ -48,6 +48,7 @@ def service_env(database_url: str, simulator_url: str, port: int, **extra: str) 
         SUBMIT_UNKNOWN_DEADLINE_SECONDS="4",
         WORKER_INTERVAL_SECONDS="0.2",
         CLAIM_LEASE_SECONDS="5",
+        ARCHIVE_DOWNLOAD_TIMEOUT_SECONDS="4",  # shorter than the lease, as settings require
         SHUTDOWN_TIMEOUT_SECONDS="5",
         LOG_LEVEL="DEBUG",  # the log tests check that no level leaks a secret
         # The simulator serves images from 127.0.0.1; never archive into the working directory.
