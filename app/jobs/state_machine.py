@@ -23,8 +23,8 @@ from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
 from app.jobs import repository
+from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus, SubmitState
-from app.metrics import job_finished
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +111,7 @@ async def apply_observation(
         progress=progress,
     )
     if applied:
-        if status.is_final:
-            job_finished(observation.source, status)
+        await job_changed(session, job_id, status, observation.source)
         return await _record(session, job_id, observation, EventOutcome.APPLIED)
     return await _classify_unapplied(session, job_id, observation)
 
@@ -199,7 +198,7 @@ async def fail_locally(
             ),
         )
         log.warning("job_failed_locally", job_id=str(job_id), code=code)
-        job_finished(EventSource.LOCAL, JobStatus.FAILED)
+        await job_changed(session, job_id, JobStatus.FAILED, EventSource.LOCAL)
     return failed
 
 

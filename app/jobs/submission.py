@@ -25,10 +25,10 @@ from app.evolink import errors as evolink_errors
 from app.evolink.client import EvolinkClient
 from app.evolink.schemas import CreateTaskRequest
 from app.jobs import errors, repository
+from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus, SubmitState
 from app.jobs.policy import Policy, process_identity
 from app.jobs.state_machine import NON_FINAL, Observation, apply_observation
-from app.metrics import job_finished
 
 log = structlog.get_logger(__name__)
 
@@ -176,7 +176,7 @@ class Submitter:
             submit_state=SubmitState.SENDING,
         )
         if recorded and problem is not None:
-            job_finished(EventSource.SUBMIT, JobStatus.FAILED)
+            await job_changed(session, job.id, JobStatus.FAILED, EventSource.SUBMIT)
         await self._release(session, job.id)
         return SubmitResult(await _reload(session, job.id), problem)
 
