@@ -13,6 +13,7 @@ from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
 
 MIN_CALLBACK_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     callers_file: Path | None = None
     log_level: str = "INFO"
+    # /metrics (README, "Performance"): an optional bearer token, and how often the database's
+    # job gauges are refreshed in the background (0: on each scrape).
+    metrics_token: SecretStr | None = None
+    metrics_refresh_seconds: float = Field(default=15, ge=0)
 
     # What one request may cost before the app sees it (see README, "Exposure").
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
@@ -79,6 +84,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        if value == "" or value is None:
+            return None
+        if isinstance(value, str) and len(value) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters (or unset)")
+        return value
 
     @field_validator("callback_secret")
     @classmethod

@@ -21,6 +21,7 @@ from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
+from app.metrics_snapshot import JobGauges
 from app.migrations import assert_database_at_head
 from app.server.limits import install_request_limits
 from app.worker.claims import release_claims
@@ -67,6 +68,9 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        job_gauges = JobGauges(settings.database_url, settings.metrics_refresh_seconds)
+        app.state.job_gauges = job_gauges
+        job_gauges.start()
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -86,6 +90,7 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await job_gauges.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
