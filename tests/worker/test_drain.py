@@ -63,6 +63,7 @@ async def test_backlog_drains_at_evolinks_pace_within_the_concurrency_cap(
     most_in_flight = 0
     callbacks: list[str] = []
     task_ids = itertools.count()
+    all_sent = asyncio.Event()
 
     async def create(request: httpx.Request) -> httpx.Response:
         nonlocal in_flight, most_in_flight
@@ -71,6 +72,8 @@ async def test_backlog_drains_at_evolinks_pace_within_the_concurrency_cap(
         try:
             await asyncio.sleep(0.02)  # EvoLink is the slow part, as it is in production
             callbacks.append(json.loads(request.content)["callback_url"])
+            if len(callbacks) == JOBS:
+                all_sent.set()
             task = payloads.created_task(f"task-drain-{next(task_ids)}")
             return httpx.Response(200, json=task)
         finally:
@@ -91,11 +94,12 @@ async def test_backlog_drains_at_evolinks_pace_within_the_concurrency_cap(
     worker.start()
     try:
         async with asyncio.timeout(120):  # a hang guard, not a speed limit
-            while await submitted(session_factory) < JOBS:
-                await asyncio.sleep(0.05)
+            await all_sent.wait()
+            await worker.drain()
     finally:
         await worker.stop(grace_seconds=5)
 
+    assert await submitted(session_factory) == JOBS
     assert len(callbacks) == JOBS
     assert len(set(callbacks)) == JOBS  # each job sent once
     assert most_in_flight <= CONCURRENCY
