@@ -326,3 +326,40 @@ async def delete_idempotency_keys_before(session: AsyncSession, cutoff: datetime
     result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+async def finished_job_ids_before(
+    session: AsyncSession, cutoff: datetime, limit: int
+) -> Sequence[uuid.UUID]:
+    """Up to `limit` final jobs that ended before `cutoff`, oldest first, that no process holds
+    and whose archiving is not under way (index ix_jobs_completed_at)."""
+    query = (
+        select(Job.id)
+        .where(
+            Job.completed_at < cutoff,
+            Job.status.in_(FINAL_STATUSES),
+            Job.claimed_by.is_(None),
+            or_(Job.archive_status.is_(None), Job.archive_status != "pending"),
+        )
+        .order_by(Job.completed_at)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def delete_finished_jobs(session: AsyncSession, job_ids: Sequence[uuid.UUID]) -> int:
+    """Delete these jobs and their events, if they are still final and unclaimed; how many.
+
+    Rows that reference a job (idempotency keys, archive images) go with it (ON DELETE CASCADE).
+    """
+    deletable = select(Job.id).where(
+        Job.id.in_(job_ids), Job.status.in_(FINAL_STATUSES), Job.claimed_by.is_(None)
+    )
+    await session.execute(delete(JobEvent).where(JobEvent.job_id.in_(deletable)))
+    result = await session.execute(
+        delete(Job)
+        .where(Job.id.in_(job_ids), Job.status.in_(FINAL_STATUSES), Job.claimed_by.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount
