@@ -22,7 +22,7 @@ metrics_bearer = HTTPBearer(
 )
 
 
-def require_metrics_token(
+async def require_metrics_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
 ) -> None:
