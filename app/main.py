@@ -15,7 +15,7 @@ from app.archive.store import ArchiveStore
 from app.archive.worker import build_archive_worker
 from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
-from app.db import create_engine, create_session_factory
+from app.db import create_engine, create_read_session_factory, create_session_factory
 from app.errors import install_error_handlers
 from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
@@ -64,6 +64,7 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
+        app.state.read_session_factory = create_read_session_factory(engine)
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, utcnow
+from app.errors import is_database_unavailable
 from app.jobs import repository as jobs_repository
 from app.jobs.models import JobStatus
 from app.metrics import (
@@ -87,13 +88,13 @@ class JobGauges:
             started = time.monotonic()
             try:
                 await self.refresh()
-            except Exception:
-                if not self._failing:
-                    log.warning("metrics_refresh_failed", exc_info=True)
-                self._failing = True
+            except Exception as exc:
+                # An outage is the worker's and /readyz's to report (the snapshot's age shows
+                # it here); anything else is a bug, logged once until a refresh works again.
+                if not self._failing and not is_database_unavailable(exc):
+                    log.exception("metrics_refresh_failed")
+                    self._failing = True
             else:
-                if self._failing:
-                    log.info("metrics_refresh_recovered")
                 self._failing = False
             took = time.monotonic() - started
             await asyncio.sleep(max(self.refresh_seconds, REFRESH_COST_FACTOR * took))
