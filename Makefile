@@ -41,6 +41,9 @@ typecheck: install
 bench: install ## the hot paths under wrk load, side by side with a bare reference (README, "Performance")
 	$(RUN) python bench/load.py
 
+bench-scale: install ## read paths and /metrics at 100 k vs 10 M jobs (ROWS=...), seeded with SQL
+	$(RUN) python bench/scale.py
+
 bench-inprocess: install ## one request at a time, in-process: latency ratios to /readyz
 	$(RUN) python bench/run.py
 

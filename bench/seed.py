@@ -68,10 +68,11 @@ async def seed_jobs(
     final: bool,
     events: bool = False,
     chunk: int = 1_000_000,
+    start: int = 1,
 ) -> None:
-    """Insert jobs 1..count of `group` (and one event each), in chunks of one transaction each."""
+    """Insert jobs start..count of `group` (and one event each), a chunk per transaction."""
     postgres = engine.dialect.name == "postgresql"
-    for first in range(1, count + 1, chunk):
+    for first in range(start, count + 1, chunk):
         params = {
             "group": group,
             "caller": CALLER,
