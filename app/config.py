@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # job gauges are refreshed in the background (0: on each scrape).
     metrics_token: SecretStr | None = None
     metrics_refresh_seconds: float = Field(default=15, ge=0)
+    # Database connections each process keeps (and never more: overflow connections opened
+    # and closed per request under load cost more than the requests themselves).
+    database_pool_size: int = Field(default=20, ge=1, le=500)
 
     # What one request may cost before the app sees it (see README, "Exposure").
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)

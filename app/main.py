@@ -51,7 +51,9 @@ def create_app(
         missing = settings.missing_for_serving()
         if missing:
             raise SettingsMissing(f"missing settings: {', '.join(missing)}")
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, max_overflow=0
+        )
         await assert_database_at_head(engine)
         http = build_http_client(
             settings.evolink_base_url, settings.evolink_timeout_seconds, evolink_transport

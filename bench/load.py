@@ -48,7 +48,8 @@ DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/evolink_jobs_bench"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = 2
-CALLBACK_JOBS = 40_000  # per callback run: more than any run sends, so none repeats
+WARMUP_SECONDS = 2.0
+CALLBACK_JOBS = 50_000  # per callback run (a fifth for the warm-up): none repeats
 READ_JOBS = 20_000
 LUA = Path(__file__).with_name("requests.lua")
 
@@ -88,8 +89,24 @@ def ensure_wrk() -> str:
     return found
 
 
-def wrk(url: str, lines: list[str], key: str | None = None, seconds: float = SECONDS) -> Figures:
-    """Drive `url` with wrk sending `lines` (METHOD\\tPATH\\tBODY); its figures."""
+def wrk(
+    url: str,
+    lines: list[str],
+    key: str | None = None,
+    seconds: float = SECONDS,
+    warmup: list[str] | None = None,
+) -> Figures:
+    """Drive `url` with wrk sending `lines` (METHOD\\tPATH\\tBODY); its figures.
+
+    First `WARMUP_SECONDS` of `warmup` (default: `lines`) are sent and not counted: the pool's
+    connections opening and the first statements' compilation are not what is measured.
+    """
+    if seconds > WARMUP_SECONDS:
+        _run_wrk(url, warmup if warmup is not None else lines, key, WARMUP_SECONDS)
+    return _run_wrk(url, lines, key, seconds)
+
+
+def _run_wrk(url: str, lines: list[str], key: str | None, seconds: float) -> Figures:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.write("\n".join(lines) + "\n")
     args = [ensure_wrk(), f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s",
@@ -184,6 +201,13 @@ def service_env(database_url: str, standin: str, verify: bool, logs: Path) -> di
     }
 
 
+def callback_run(url: str, ids: dict[int, uuid.UUID], group: str) -> Figures:
+    """Callbacks, each to a job of its own; the warm-up takes the last fifth of the jobs."""
+    lines = callback_lines(ids, group)
+    split = len(lines) * 4 // 5
+    return wrk(url, lines[:split], warmup=lines[split:])
+
+
 def callback_lines(ids: dict[int, uuid.UUID], group: str) -> list[str]:
     signer = CallbackSigner("http://bench", SecretStr(SECRET))
     lines = []
@@ -233,12 +257,18 @@ async def waiting_jobs(database_url: str) -> int:
 
 def create_run(server: Server, database_url: str) -> tuple[Figures, float]:
     """POST /v1/jobs under load, then wait until every job is sent on; (figures, jobs/s sent)."""
-    body = json.dumps({"prompt": "a benchmark fox"})
+    lines = [f"POST\t/v1/jobs\t{json.dumps({'prompt': 'a benchmark fox'})}"]
+
+    def drained() -> None:
+        deadline = time.monotonic() + 300
+        while asyncio.run(waiting_jobs(database_url)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    _run_wrk(server.url, lines, KEY, WARMUP_SECONDS)
+    drained()
     started = time.monotonic()
-    figures = wrk(server.url, [f"POST\t/v1/jobs\t{body}"], KEY)
-    deadline = time.monotonic() + 300
-    while asyncio.run(waiting_jobs(database_url)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    figures = _run_wrk(server.url, lines, KEY, SECONDS)
+    drained()
     return figures, figures.requests / (time.monotonic() - started)
 
 
@@ -263,7 +293,7 @@ def suite(name: str, database_url: str, bare: bool, logs: Path) -> list[str]:
             with Server(cmd, env, "/readyz", logs / f"serve-{name}.log") as service:
                 if path.startswith("callback"):
                     group = "cb-on" if verify else "cb-off"
-                    results[path] = wrk(service.url, callback_lines(ids[group], group))
+                    results[path] = callback_run(service.url, ids[group], group)
                 elif path == "lookup":
                     results["lookup"] = wrk(service.url, lookup_lines(ids["read"]), KEY)
                 elif path == "list":
@@ -282,9 +312,9 @@ def suite(name: str, database_url: str, bare: bool, logs: Path) -> list[str]:
             "BARE_API_KEY": f"{seed.CALLER}:{KEY}",
         }
         with Server(uvicorn("bench.bare:app"), env, "/healthz", logs / "bare.log") as ref:
-            lines = callback_lines(ids["cb-bare"], "cb-bare")
             reference["lookup"] = wrk(ref.url, lookup_lines(ids["read"]), KEY)
-            reference["callback_off"] = reference["callback_on"] = wrk(ref.url, lines)
+            callbacks = callback_run(ref.url, ids["cb-bare"], "cb-bare")
+            reference["callback_off"] = reference["callback_on"] = callbacks
             reference["list"] = wrk(ref.url, ["GET\t/v1/jobs?limit=20\t"], KEY)
     return report(name, database_url, results, reference) + extra
 
