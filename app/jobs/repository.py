@@ -85,19 +85,22 @@ async def transition_job(
     overturn_local_verdicts: Sequence[str] = (),
     values: dict[str, Any],
     progress: int | None,
+    callback_at: datetime | None = None,
 ) -> bool:
     """Apply `values` in one conditional UPDATE; True if this call made the transition.
 
     The row changes only if its task id is unset or equal to `task_id`, and its status is one of
     `from_statuses` (or equals the given status with a lower progress, or is `failed` with one
     of the `overturn_local_verdicts` codes). Concurrent callers race in the database, so exactly
-    one of several identical updates wins.
+    one of several identical updates wins. `callback_at` sets `callback_received_at` unless
+    already set, in the same statement (a callback's first arrival).
     """
     statement = _transition_statement(
         tuple(sorted(values)),
         same_status_below_progress is not None,
         bool(overturn_local_verdicts),
         progress is not None,
+        callback_at is not None,
     )
     params: dict[str, Any] = {
         "job_id": job_id,
@@ -111,6 +114,8 @@ async def transition_job(
         params["overturn_codes"] = list(overturn_local_verdicts)
     if progress is not None:
         params["progress"] = progress
+    if callback_at is not None:
+        params["callback_at"] = callback_at
     result = await session.execute(statement, params)
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
@@ -132,7 +137,11 @@ def _param(name: str) -> BindParameter[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _transition_statement(
-    value_names: tuple[str, ...], same_status: bool, overturn: bool, with_progress: bool
+    value_names: tuple[str, ...],
+    same_status: bool,
+    overturn: bool,
+    with_progress: bool,
+    stamp_callback: bool,
 ) -> Update:
     allowed: ColumnElement[bool] = Job.status.in_(bindparam("from_statuses", expanding=True))
     if same_status:
@@ -149,6 +158,9 @@ def _transition_statement(
     if with_progress:
         progress = bindparam("progress", type_=Integer)
         values["progress"] = case((Job.progress > progress, Job.progress), else_=progress)
+    if stamp_callback:
+        at = bindparam("callback_at", type_=Job.callback_received_at.type)
+        values["callback_received_at"] = func.coalesce(Job.callback_received_at, at)
     return (
         update(Job)
         .where(
