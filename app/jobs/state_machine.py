@@ -22,7 +22,7 @@ from app.archive.models import ArchiveStatus
 from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
-from app.jobs import repository
+from app.jobs import events, repository
 from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus, SubmitState
 
@@ -186,7 +186,7 @@ async def fail_locally(
         },
     )
     if failed:
-        await repository.add_event(
+        await events.record(
             session,
             JobEvent(
                 job_id=job_id,
@@ -206,7 +206,7 @@ async def record_rejection(
     session: AsyncSession, job_id: uuid.UUID, source: EventSource, body: str | None, detail: str
 ) -> None:
     """Record a delivery that could not be read as a task at all."""
-    await repository.add_event(
+    await events.record(
         session,
         JobEvent(
             job_id=job_id,
@@ -273,7 +273,7 @@ async def _record(
     outcome: EventOutcome,
     detail: str | None = None,
 ) -> ApplyResult:
-    await repository.add_event(
+    await events.record(
         session,
         JobEvent(
             job_id=job_id,
