@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import structlog
 from fastapi import APIRouter, Request
@@ -78,7 +79,8 @@ async def receive_callback(
 
     observation = Observation(task, EventSource.CALLBACK, body)
     if settings.verify_callbacks and target_status(task) is not None:
-        result = await defer_observation(session, job_id, observation)
+        debounce = timedelta(seconds=settings.poll_backoff_initial_seconds)
+        result = await defer_observation(session, job_id, observation, debounce=debounce)
     else:
         result = await apply_observation(session, job_id, observation)
     await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})

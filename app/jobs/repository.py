@@ -183,6 +183,20 @@ async def list_events(
     return (await session.scalars(query)).all()
 
 
+async def last_confirmation(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[datetime | None, str | None, str | None]:
+    """When a callback last asked for a confirmation poll, of which task, and the job's task."""
+    row = (
+        await session.execute(
+            select(Job.confirm_requested_at, Job.confirm_task_id, Job.evolink_task_id).where(
+                Job.id == job_id
+            )
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+
+
 async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> None:
     """Hold the job's row until the transaction ends (PostgreSQL; SQLite locks the database)."""
     await session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
