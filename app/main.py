@@ -70,7 +70,7 @@ def create_app(
         app.state.worker = worker
         app.state.archive_store = archive_store
         waiters = app.state.waiters = Waiters(settings, sessions)
-        waiters.start()
+        await waiters.start()
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",

@@ -24,6 +24,8 @@ from app.events.sequence import sequence
 
 log = structlog.get_logger(__name__)
 
+LISTENER_START_SECONDS = 5
+
 
 class Waiters:
     """The hub of this process's waiters, fed by change signals and a periodic re-check."""
@@ -36,8 +38,12 @@ class Waiters:
         self._unsubscribe: Callable[[], None] | None = None
         self._recheck_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Listen for change signals and start the re-check."""
+    async def start(self) -> None:
+        """Listen for change signals and start the re-check.
+
+        On PostgreSQL, waits (briefly) for the listening connection, so that a process that
+        answers is already listening; without it, waiters rely on the re-check until it comes.
+        """
         if self.settings.database_url.startswith("postgresql"):
             self.listener = ChangeListener(
                 self.settings.database_url,
@@ -47,6 +53,8 @@ class Waiters:
                 keepalive_seconds=self.settings.wait_recheck_seconds,
             )
             self.listener.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.listener.connected.wait(), LISTENER_START_SECONDS)
         else:
             self._unsubscribe = changes.subscribe(self.hub.publish)
         self._recheck_task = asyncio.create_task(self._recheck_forever(), name="waiters-recheck")
