@@ -33,6 +33,7 @@ async def announce(session: AsyncSession, job_id: uuid.UUID) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await repository.notify(session, CHANNEL, str(job_id))
     else:
+        await session.connection()  # inside a transaction, so that its end decides
         session.sync_session.info.setdefault(_PENDING_KEY, set()).add(job_id)
 
 

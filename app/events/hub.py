@@ -94,6 +94,10 @@ class ChangeHub:
         """How many watches are open."""
         return self._count
 
+    def open_watches(self) -> list[Watch]:
+        """Every open watch."""
+        return [watch for watches in self._watches.values() for watch in watches]
+
     def watch(self, job_id: uuid.UUID) -> Watch:
         """A new watch on `job_id`; TooManyWaiters (503) when `cap` are already open."""
         if self._count >= self.cap:
