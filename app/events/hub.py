@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 from app.errors import AppError
+from app.metrics import WAITERS, WAITERS_REFUSED
 
 WAITERS_RETRY_AFTER_SECONDS = 5
 
@@ -101,10 +102,12 @@ class ChangeHub:
     def watch(self, job_id: uuid.UUID) -> Watch:
         """A new watch on `job_id`; TooManyWaiters (503) when `cap` are already open."""
         if self._count >= self.cap:
+            WAITERS_REFUSED.inc()
             raise TooManyWaiters(self.cap)
         watch = Watch(self, job_id)
         self._watches[job_id].add(watch)
         self._count += 1
+        WAITERS.inc()
         return watch
 
     def publish(self, job_id: uuid.UUID) -> None:
@@ -137,5 +140,6 @@ class ChangeHub:
         if watches is not None and watch in watches:
             watches.discard(watch)
             self._count -= 1
+            WAITERS.dec()
             if not watches:
                 del self._watches[watch.job_id]
