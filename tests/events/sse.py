@@ -37,7 +37,9 @@ class Stream:
 
 async def read(response: httpx.Response, into: Stream) -> AsyncIterator[Event]:
     """Each event of an open stream (recorded in `into`), until the service ends it."""
-    event_id, kind, data = None, "message", []
+    event_id: str | None = None
+    kind = "message"
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
             if data:
