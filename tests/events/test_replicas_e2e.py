@@ -91,8 +91,10 @@ def replicas(tmp_path: Path) -> Iterator[Replicas]:
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         pytest.skip("replicas need PostgreSQL (TEST_DATABASE_URL)")
-    url = make_url(base)
-    url = url.set(database=f"{url.database}_replicas").render_as_string(hide_password=False)
+    base_url = make_url(base)
+    url = base_url.set(database=f"{base_url.database}_replicas").render_as_string(
+        hide_password=False
+    )
     databases.reset_postgres(url)
     databases.migrate(url)
     running = Replicas(tmp_path, url)
