@@ -87,8 +87,14 @@ class ChangeHub:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
+        self.closing = False
         self._watches: dict[uuid.UUID, set[Watch]] = defaultdict(set)
         self._count = 0
+
+    def close(self) -> None:
+        """The process is shutting down: every waiter answers with what it has, now."""
+        self.closing = True
+        self.wake_all()
 
     @property
     def waiting(self) -> int:

@@ -72,7 +72,7 @@ async def wait_until_final(
         while True:
             snapshot = await _read(watch, sessions, caller)
             remaining = deadline - loop.time()
-            if is_final(snapshot.job) or remaining <= 0:
+            if is_final(snapshot.job) or remaining <= 0 or hub.closing:
                 return snapshot
             await watch.changed(remaining)
 
@@ -116,7 +116,8 @@ async def follow(
 
     A state that lasted less than one read may be folded into the next: every state yielded is
     newer than the one before. A database outage pauses the stream; it resumes when the
-    database answers again. The watch is closed at the end.
+    database answers again. It ends early when the process shuts down. The watch is closed at
+    the end.
     """
     snapshot: JobSnapshot | None = first
     with watch:
@@ -128,6 +129,8 @@ async def follow(
                 if is_settled(snapshot.job):
                     return
                 await watch.changed()
+                if watch.hub.closing:
+                    return  # shutting down: the client resumes elsewhere with Last-Event-ID
             try:
                 snapshot = await _read(watch, sessions, caller)
             except JobNotFound:

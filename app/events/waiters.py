@@ -14,6 +14,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette.sse import AppStatus
 
 from app.config import Settings
 from app.errors import database_error_fields
@@ -25,6 +26,7 @@ from app.events.sequence import sequence
 log = structlog.get_logger(__name__)
 
 LISTENER_START_SECONDS = 5
+SHUTDOWN_POLL_SECONDS = 0.2
 
 
 class Waiters:
@@ -36,7 +38,7 @@ class Waiters:
         self.hub = ChangeHub(settings.max_waiters)
         self.listener: ChangeListener | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._recheck_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Listen for change signals and start the re-check.
@@ -57,18 +59,32 @@ class Waiters:
                 await asyncio.wait_for(self.listener.connected.wait(), LISTENER_START_SECONDS)
         else:
             self._unsubscribe = changes.subscribe(self.hub.publish)
-        self._recheck_task = asyncio.create_task(self._recheck_forever(), name="waiters-recheck")
+        self._tasks = [
+            asyncio.create_task(self._recheck_forever(), name="waiters-recheck"),
+            asyncio.create_task(self._close_on_shutdown(), name="waiters-shutdown"),
+        ]
 
     async def stop(self) -> None:
-        """Stop listening and re-checking; waiters still open read on their own."""
+        """Answer every waiter now, stop listening and re-checking."""
+        self.hub.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.listener is not None:
             await self.listener.stop()
-        if self._recheck_task is not None:
-            self._recheck_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._recheck_task
+                await task
+
+    async def _close_on_shutdown(self) -> None:
+        # uvicorn waits for open requests before the lifespan ends: on SIGTERM (which
+        # sse-starlette notes for its streams) waiters answer at once instead of holding it up.
+        while True:  # a flag set from uvicorn's signal handler: there is no event to await
+            if AppStatus.should_exit:
+                break
+            await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+        log.info("waiters_released", waiting=self.hub.waiting)
+        self.hub.close()
 
     async def _recheck_forever(self) -> None:
         failing = False

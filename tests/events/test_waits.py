@@ -8,6 +8,7 @@ signal (pg_notify through the listener, or SQLite's in-process signal), not by t
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
@@ -137,8 +138,8 @@ async def test_post_with_wait_answers_the_job_once_it_ends(
     task = await held(
         app, client.post("/v1/jobs", json={"prompt": "a cat"}, headers={"Prefer": "wait=60"})
     )
-    callback = httpx.URL(route.calls.last.request.read().decode().split('"callback_url":"')[1])
-    await anonymous.post(callback.path.split('"')[0], json=payloads.completed_task())
+    callback = httpx.URL(json.loads(route.calls.last.request.content)["callback_url"])
+    await anonymous.post(callback.path, json=payloads.completed_task())
 
     answer = await asyncio.wait_for(task, BEFORE_DEADLINE)
     assert answer.status_code == 202
