@@ -24,7 +24,7 @@ _PG = f"""
 INSERT INTO jobs ({_COLUMNS})
 SELECT md5(CAST(:group AS text) || i)::uuid, :caller, :status,
     CASE WHEN CAST(:final AS boolean) THEN 100 ELSE 40 END, :model,
-    'a benchmark fox ' || i, '1:1', 1, '[]', CAST(:group AS text) || '-task-' || i,
+    'a benchmark fox ' || i, '1:1', 1, '[]', 'task-unified-' || CAST(:group AS text) || '-' || i,
     CAST(CASE WHEN CAST(:final AS boolean) THEN CAST(:results AS text) ELSE '[]' END AS json),
     now() - make_interval(secs => i), now() - make_interval(secs => i),
     CASE WHEN CAST(:final AS boolean) THEN now() - make_interval(secs => i) END,
@@ -41,7 +41,7 @@ _SQLITE = f"""
 WITH RECURSIVE s(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM s WHERE i < :last)
 INSERT INTO jobs ({_COLUMNS})
 SELECT lower(hex(randomblob(16))), :caller, :status, CASE WHEN :final THEN 100 ELSE 40 END, :model,
-    'a benchmark fox ' || i, '1:1', 1, '[]', :group || '-task-' || i,
+    'a benchmark fox ' || i, '1:1', 1, '[]', 'task-unified-' || :group || '-' || i,
     CASE WHEN :final THEN :results ELSE '[]' END,
     datetime('now', '-' || i || ' seconds'), datetime('now', '-' || i || ' seconds'),
     CASE WHEN :final THEN datetime('now', '-' || i || ' seconds') END,
@@ -57,7 +57,7 @@ def job_id(group: str, i: int) -> uuid.UUID:
 
 def task_id(group: str, i: int) -> str:
     """The EvoLink task the `i`-th job of `group` is bound to."""
-    return f"{group}-task-{i}"
+    return f"task-unified-{group}-{i}"
 
 
 async def seed_jobs(
@@ -94,6 +94,6 @@ async def sqlite_ids(engine: AsyncEngine, group: str) -> dict[int, uuid.UUID]:
     async with engine.connect() as connection:
         rows = await connection.execute(
             text("SELECT id, evolink_task_id FROM jobs WHERE evolink_task_id LIKE :p"),
-            {"p": f"{group}-task-%"},
+            {"p": f"task-unified-{group}-%"},
         )
         return {int(task.rsplit("-", 1)[1]): uuid.UUID(str(id_)) for id_, task in rows}

@@ -33,7 +33,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] == "POST" and path == "/v1/images/generations":
         created += 1
         body: dict[str, Any] = {
-            "id": f"task-standin-{next(_ids)}",
+            "id": f"task-unified-standin-{next(_ids)}",
             "object": "image.generation.task",
             "status": "pending",
             "progress": 0,

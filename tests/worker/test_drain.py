@@ -74,7 +74,7 @@ async def test_backlog_drains_at_evolinks_pace_within_the_concurrency_cap(
             callbacks.append(json.loads(request.content)["callback_url"])
             if len(callbacks) == JOBS:
                 all_sent.set()
-            task = payloads.created_task(f"task-drain-{next(task_ids)}")
+            task = payloads.created_task(f"task-unified-drain-{next(task_ids)}")
             return httpx.Response(200, json=task)
         finally:
             in_flight -= 1
