@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -77,12 +78,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _make_sqlite_transactional(engine)
         return engine
     # Fail fast when PostgreSQL is unreachable rather than hold requests for asyncpg's 60 s.
-    engine = create_async_engine(
-        url,
-        pool_timeout=DATABASE_TIMEOUT_SECONDS,
-        connect_args={"timeout": DATABASE_TIMEOUT_SECONDS},
-        **kwargs,
-    )
+    if kwargs.get("poolclass") is not NullPool:
+        kwargs.setdefault("pool_timeout", DATABASE_TIMEOUT_SECONDS)
+    engine = create_async_engine(url, connect_args={"timeout": DATABASE_TIMEOUT_SECONDS}, **kwargs)
     _ping_after_idle(engine)
     return engine
 

@@ -2,8 +2,8 @@
 
 A scrape only reads this snapshot (O(1), no database work), so scrapes cannot queue behind or
 starve requests however many arrive and however large the jobs table is. One task per process
-refreshes it on a connection of its own (a separate one-connection engine, never the request
-pool), every METRICS_REFRESH_SECONDS, and waits at least ten times as long as the last refresh
+refreshes it on a connection of its own (never one of the request pool's), every
+METRICS_REFRESH_SECONDS, and waits at least ten times as long as the last refresh
 took before the next one, so a large table costs the database at most a tenth of one connection.
 METRICS_REFRESH_SECONDS=0 refreshes on scrape instead (concurrent scrapes share one refresh):
 tests and single-user setups that want exact figures now.
@@ -17,6 +17,7 @@ import time
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
 
 from app.db import create_engine, utcnow
 from app.errors import is_database_unavailable
@@ -41,8 +42,9 @@ class JobGauges:
 
     def __init__(self, database_url: str, refresh_seconds: float) -> None:
         self.refresh_seconds = refresh_seconds
-        # One connection of its own: a slow refresh never holds one a request could use.
-        self._engine: AsyncEngine = create_engine(database_url, pool_size=1, max_overflow=0)
+        # A connection of its own, opened per refresh (every METRICS_REFRESH_SECONDS) and closed
+        # after: a slow refresh never holds one a request could use, and none idles in between.
+        self._engine: AsyncEngine = create_engine(database_url, poolclass=NullPool)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         self._refreshing: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
