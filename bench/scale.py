@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -142,7 +143,8 @@ def measure(url: str, logs: Path, rows: int) -> dict[str, load.Figures | float]:
                 started = time.monotonic()
                 assert httpx.get(f"{service.url}/metrics", timeout=30).status_code == 200
                 scrapes.append(time.monotonic() - started)
-            figures["metrics_ms"] = max(scrapes) * 1000
+            figures["metrics_ms"] = statistics.median(scrapes) * 1000
+            figures["metrics_max_ms"] = max(scrapes) * 1000
     figures["refresh_s"] = asyncio.run(statistics_seconds(url))
     return figures
 
@@ -175,8 +177,10 @@ def main() -> None:
         verdict = "met" if b.p99_ms <= 1.5 * a.p99_ms else "NOT met"
         print(f"{label:<26} {a.p99_ms:8.1f}ms {b.p99_ms:8.1f}ms {b.p99_ms / a.p99_ms:5.2f}x"
               f"  {a.rate:6.0f} -> {b.rate:6.0f}  (<= 1.5x: {verdict})")  # fmt: skip
-    print(f"{'GET /metrics (slowest of 20)':<26} {small['metrics_ms']:8.1f}ms "
+    print(f"{'GET /metrics (median of 20)':<26} {small['metrics_ms']:8.1f}ms "
           f"{big['metrics_ms']:8.1f}ms   (target < 100 ms, flat)")  # fmt: skip
+    print(f"{'GET /metrics (slowest)':<26} {small['metrics_max_ms']:8.1f}ms "
+          f"{big['metrics_max_ms']:8.1f}ms")  # fmt: skip
     print(f"{'snapshot refresh (background)':<26} {small['refresh_s']:8.2f}s  "
           f"{big['refresh_s']:8.2f}s   (one connection, >= 10x its cost apart)")  # fmt: skip
     print(f"\nbackground queries at {ROWS:,} jobs (EXPLAIN):")
