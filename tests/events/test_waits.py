@@ -65,7 +65,9 @@ async def held(app: FastAPI, request: Coroutine[Any, Any, httpx.Response]) -> as
 
 async def idle_pool(app: FastAPI) -> None:
     """Until no connection is checked out of the pool."""
-    while app.state.engine.pool.checkedout() != 0:
+    while True:
+        if app.state.engine.pool.checkedout() == 0:
+            return
         await asyncio.sleep(0.01)
 
 
