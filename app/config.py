@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
+    max_waiters: int = Field(default=1000, ge=1)
+    wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
+    stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
