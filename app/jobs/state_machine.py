@@ -167,15 +167,13 @@ async def unbind_unconfirmed_task(
 ) -> bool:
     """Forget a task that only a (deferred) callback named and EvoLink does not know.
 
-    Such a job is still `queued`: EvoLink never accepted it in our sight. It goes back to where
-    its submission stood, due now; True if the job was unbound.
+    EvoLink never accepted such a job in our sight (its submission is not done): it is still
+    `queued`, and goes back to where its submission stood, due now; or we failed it ourselves
+    (deadline, unknown submission), and it stays so, free for EvoLink's real late result.
+    True if the job was unbound.
     """
-    unbound = await repository.update_job_if(
-        session,
-        job_id,
-        [JobStatus.QUEUED],
-        {"evolink_task_id": None, "next_attempt_at": utcnow()},
-        evolink_task_id=task_id,
+    unbound = await repository.unbind_unconfirmed(
+        session, job_id, task_id, LOCAL_VERDICTS, utcnow()
     )
     if unbound:
         await record_rejection(session, job_id, EventSource.POLL, None, detail)
