@@ -49,6 +49,7 @@ DEFAULT_ERROR_CODES = {JobStatus.FAILED: "unknown_error", JobStatus.CANCELLED: "
 LOCAL_VERDICTS = ("deadline_exceeded", "submission_unknown", "task_not_found")
 NON_FINAL = (JobStatus.QUEUED, JobStatus.PENDING, JobStatus.PROCESSING)
 MISMATCH = "the task id is not this job's EvoLink task"
+DENIED = "EvoLink said it has no such task; not asked again"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class ApplyResult:
 
     @property
     def task_mismatch(self) -> bool:
-        return self.outcome is EventOutcome.REJECTED and self.detail == MISMATCH
+        return self.outcome is EventOutcome.REJECTED and self.detail in (MISMATCH, DENIED)
 
 
 def target_status(task: Task) -> JobStatus | None:
@@ -140,7 +141,7 @@ async def defer_observation(
     }
     if asked_at is not None and asked_task_id == task_id:
         if bound_task_id is None:  # asked about, and unbound since: EvoLink denied it
-            return await _record(session, job_id, observation, EventOutcome.REJECTED, MISMATCH)
+            return await _record(session, job_id, observation, EventOutcome.REJECTED, DENIED)
         if now < asked_at + debounce:
             values = {}
     deferred = await repository.transition_job(
