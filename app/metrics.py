@@ -89,3 +89,23 @@ ARCHIVE_LAG = Histogram(
 def job_finished(source: str, status: str) -> None:
     """Count a job reaching a final state here."""
     JOBS_FINISHED.labels(source=source, status=status).inc()
+
+
+NOTIFICATION_DELIVERIES = Counter(
+    _PREFIX + "notification_deliveries",
+    "Webhook events this process finished delivering, by outcome (delivered, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    _PREFIX + "notification_attempts",
+    "Webhook POSTs made, by result (2xx, 3xx, 4xx, 5xx, timeout, error, refused).",
+    ["result"],
+    registry=REGISTRY,
+)
+NOTIFICATION_LAG = Histogram(
+    _PREFIX + "notification_delivery_lag_seconds",
+    "Time from a webhook event entering the outbox to its delivery (2xx).",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 24 * 3600),
+    registry=REGISTRY,
+)
