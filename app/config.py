@@ -181,16 +181,6 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _webhooks_end_within_their_lease(self) -> Settings:
-        # A delivery outliving its claim would let a second replica send the same event at once.
-        if self.notify_timeout_seconds >= self.claim_lease_seconds:
-            raise ValueError(
-                "NOTIFY_TIMEOUT_SECONDS must be shorter than CLAIM_LEASE_SECONDS "
-                f"({self.notify_timeout_seconds:g} >= {self.claim_lease_seconds:g})"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _callers_are_valid(self) -> Settings:
         self._load_callers()
         return self

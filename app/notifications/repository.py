@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.jobs.models import Job
 from app.notifications.models import Notification, NotificationAttempt, NotificationStatus
+
+
+async def notify_url_of(session: AsyncSession, job_id: uuid.UUID) -> str | None:
+    """The job's notify_url (None when it has none, or there is no such job)."""
+    url: str | None = await session.scalar(select(Job.notify_url).where(Job.id == job_id))
+    return url
 
 
 async def add_notification(session: AsyncSession, notification: Notification) -> None:

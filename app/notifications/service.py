@@ -71,6 +71,9 @@ async def archive_ended(session: AsyncSession, job_id: uuid.UUID) -> None:
 async def _enqueue(
     session: AsyncSession, job_id: uuid.UUID, event_type: NotificationType
 ) -> Notification | None:
+    # Most jobs have no notify_url: one narrow query before loading the whole job.
+    if await repository.notify_url_of(session, job_id) is None:
+        return None
     job = await jobs_repository.get_job(session, job_id)
     if job is None or job.notify_url is None:
         return None

@@ -38,7 +38,13 @@ def check_caller(caller: Caller | None) -> Caller:
     if caller is None or not caller.webhook_secrets:
         raise WebhookSecretMissing(
             "notify_url needs a webhook secret for this caller (webhook_secrets in CALLERS_FILE)",
-            errors=[{"field": "notify_url", "message": "the caller has no webhook secret"}],
+            errors=[
+                {
+                    "field": "notify_url",
+                    "message": "the caller has no webhook secret",
+                    "type": WebhookSecretMissing.code,
+                }
+            ],
         )
     return caller
 
@@ -72,4 +78,6 @@ async def check_url(policy: AddressPolicy, url: str) -> None:
 
 
 def _refused(detail: str) -> NotifyUrlRefused:
-    return NotifyUrlRefused(detail, errors=[{"field": "notify_url", "message": detail}])
+    return NotifyUrlRefused(
+        detail, errors=[{"field": "notify_url", "message": detail, "type": NotifyUrlRefused.code}]
+    )

@@ -35,6 +35,7 @@ from app.worker.outage import OutageLog
 log = structlog.get_logger(__name__)
 
 USER_AGENT = "evolink-jobs-webhooks"
+LEASE_MARGIN_SECONDS = 5.0
 
 
 class Deliverer:
@@ -255,7 +256,10 @@ def build_notification_worker(
         settings.callers,
         schedule=settings.notify_retry_schedule,
         timeout=settings.notify_timeout_seconds,
-        lease_seconds=settings.claim_lease_seconds,
+        # The claim must outlive one delivery, or a second replica could send the event meanwhile.
+        lease_seconds=max(
+            settings.claim_lease_seconds, settings.notify_timeout_seconds + LEASE_MARGIN_SECONDS
+        ),
         owner=process_identity(),
     )
     return NotificationWorker(
