@@ -17,10 +17,9 @@ from app.auth.keys import ApiKey, parse_api_keys
 
 MIN_CALLBACK_SECRET_BYTES = 32
 DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-# A host name, a wildcard host name (`*.corp.example`), an IP address or a CIDR range.
-_ALLOWED_HOST = re.compile(
-    r"^(\*\.)?[A-Za-z0-9*]([A-Za-z0-9*-]*[A-Za-z0-9*])?(\.[A-Za-z0-9*]([A-Za-z0-9*-]*[A-Za-z0-9*])?)*\.?$"
-)
+# A NOTIFY_ALLOWED_HOSTS name: DNS labels, any of which may be `*` (`*.corp.example`).
+_LABEL = r"(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+_ALLOWED_HOST = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 
 
 class Settings(BaseSettings):

@@ -82,6 +82,8 @@ def test_webhook_settings_are_parsed() -> None:
         ({"notify_allowed_hosts": "good.example,bad host"}, "'bad host' is neither a host name"),
         ({"notify_allowed_hosts": "http://x.example"}, "'http://x.example' is neither"),
         ({"notify_allowed_hosts": "10.0.0.0/33"}, "'10.0.0.0/33' is neither"),
+        ({"notify_allowed_hosts": "a..example"}, "'a..example' is neither"),
+        ({"notify_allowed_hosts": "ho*ks.example"}, "'ho*ks.example' is neither"),
         ({"notify_retry_schedule": "5,soon"}, "'soon' is not a number of seconds"),
         ({"notify_retry_schedule": "5,-1"}, "'-1' must be 0 or more seconds"),
         ({"notify_retry_schedule": "5,inf"}, "'inf' must be 0 or more seconds"),
