@@ -159,11 +159,13 @@ async def observe(sessions: Sessions, job_id: uuid.UUID, task: dict[str, Any]) -
 
 
 async def complete(sessions: Sessions, job_id: uuid.UUID) -> None:
-    await observe(sessions, job_id, payloads.completed_task(f"task-{job_id}", []))
+    await observe(sessions, job_id, payloads.completed_task(f"task-unified-{job_id.hex}", []))
 
 
 async def fail(sessions: Sessions, job_id: uuid.UUID, status: str = "failed") -> None:
-    await observe(sessions, job_id, payloads.failed_task(f"task-{job_id}", status=status))
+    await observe(
+        sessions, job_id, payloads.failed_task(f"task-unified-{job_id.hex}", status=status)
+    )
 
 
 async def deliver_all(notifier: NotificationWorker, ticks: int = 1) -> None:

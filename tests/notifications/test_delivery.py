@@ -136,7 +136,7 @@ async def test_the_event_is_written_in_the_transaction_of_the_change(
     alpha: httpx.AsyncClient, session_factory: Sessions
 ) -> None:
     job_id = await new_job(session_factory, "http://127.0.0.1:9/hooks")
-    task = Task.model_validate(payloads.failed_task(f"task-{job_id}"))
+    task = Task.model_validate(payloads.failed_task(f"task-unified-{job_id.hex}"))
     async with session_factory() as session:
         await apply_observation(session, job_id, Observation(task, EventSource.POLL))
         await session.rollback()
