@@ -18,7 +18,7 @@ from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
 from app.events import service as waits_service
-from app.events.prefer import PreferWaitDep, preference_applied
+from app.events.prefer import PreferWaitDep, preference_applied, waited_response
 from app.events.waiters import WaitersDep
 from app.jobs import events as job_events
 from app.jobs import idempotency
@@ -38,7 +38,7 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 401, 409, 422, 502, 503),
+    responses={**problem_responses(400, 401, 409, 422, 502, 503), **waited_response(202)},
     summary="Submit a generation job",
 )
 async def create_job(
@@ -150,7 +150,7 @@ async def list_jobs(
 @router.get(
     "/{job_id}",
     response_model=JobRead,
-    responses=problem_responses(401, 404, 422),
+    responses={**problem_responses(401, 404, 422), **waited_response(200)},
     summary="Get a job",
 )
 async def get_job(
