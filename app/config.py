@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
+    max_waiters: int = Field(default=1000, ge=1)
+    wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
+    stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
     # Webhooks to callers (README, "Webhooks"): who may be called, and how often it is retried.
     notify_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     notify_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_NOTIFY_RETRY_SCHEDULE

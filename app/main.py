@@ -17,6 +17,8 @@ from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_session_factory
 from app.errors import install_error_handlers
+from app.events import router as events_router
+from app.events.waiters import Waiters
 from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
@@ -71,6 +73,8 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        waiters = app.state.waiters = Waiters(settings, sessions)
+        await waiters.start()
         app.state.notifier = notifier
         if await submitter.evolink.is_simulator():
             log.warning(
@@ -95,6 +99,7 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await waiters.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
@@ -111,6 +116,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs_router.router)
+    app.include_router(events_router.router)
     app.include_router(archive_router.router)
     app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)

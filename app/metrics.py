@@ -96,6 +96,17 @@ def job_finished(source: str, status: str) -> None:
     JOBS_FINISHED.labels(source=source, status=status).inc()
 
 
+WAITERS = Gauge(
+    _PREFIX + "waiters",
+    "Requests (Prefer: wait) and event streams waiting on a job in this process (cap: "
+    "MAX_WAITERS).",
+    registry=REGISTRY,
+)
+WAITERS_REFUSED = Counter(
+    _PREFIX + "waiters_refused",
+    "Waits and streams refused with 503 because MAX_WAITERS were already open.",
+    registry=REGISTRY,
+)
 NOTIFICATION_DELIVERIES = Counter(
     _PREFIX + "notification_deliveries",
     "Webhook events this process finished delivering, by outcome (delivered, failed).",

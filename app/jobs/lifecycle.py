@@ -13,6 +13,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import changes
 from app.jobs.models import EventSource, JobStatus
 from app.metrics import job_finished
 from app.notifications import service as notifications_service
@@ -25,3 +26,4 @@ async def job_changed(
     if status.is_final:
         job_finished(source, status)
         await notifications_service.job_ended(session, job_id, status)
+    await changes.announce(session, job_id)
