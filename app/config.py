@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
+from app.spend.prices import DEFAULT_CREDITS_PER_IMAGE, check_prices, parse_prices
 
 MIN_CALLBACK_SECRET_BYTES = 32
 
@@ -70,12 +71,29 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Spend control (README, "Spend"): prices, EvoLink's balance, the out-of-credits back-off.
+    credits_per_image: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_CREDITS_PER_IMAGE)
+    )
+    credits_warn_below: float | None = Field(default=None, ge=0)
+    out_of_credits_backoff_seconds: float = Field(default=30, gt=0)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("callers_file", "callbacks_port", mode="before")
+    @field_validator("credits_per_image", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        return parse_prices(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image")
+    @classmethod
+    def _prices_complete(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_prices(value)
+
+    @field_validator("callers_file", "callbacks_port", "credits_warn_below", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -23,6 +23,8 @@ from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
 from app.server.limits import install_request_limits
+from app.spend import router as spend_router
+from app.spend.balance import BalanceWatch
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -67,6 +69,7 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        app.state.balance = BalanceWatch(submitter.evolink, settings.credits_warn_below)
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -77,6 +80,7 @@ def create_app(
         if worker is not None and archiver is not None:
             worker.start()
             archiver.start()
+        app.state.balance.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
@@ -86,6 +90,7 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await app.state.balance.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
@@ -102,6 +107,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs_router.router)
     app.include_router(archive_router.router)
+    app.include_router(spend_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
     return app

@@ -89,3 +89,22 @@ ARCHIVE_LAG = Histogram(
 def job_finished(source: str, status: str) -> None:
     """Count a job reaching a final state here."""
     JOBS_FINISHED.labels(source=source, status=status).inc()
+
+
+CREDITS_SPENT = Counter(
+    _PREFIX + "credits_spent",
+    "EvoLink credits the ledger settled as spent (the cost of finished jobs), by caller.",
+    ["caller"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    _PREFIX + "quota_refusals",
+    "Creates refused with 429 quota_exceeded, by caller and limit (global ones: global.<name>).",
+    ["caller", "limit"],
+    registry=REGISTRY,
+)
+EVOLINK_CREDITS = Gauge(
+    _PREFIX + "evolink_credits_remaining",
+    "EvoLink's remaining credits for this service's key, as last read from EvoLink.",
+    registry=REGISTRY,
+)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs.models import EventSource, JobStatus
 from app.metrics import job_finished
+from app.spend import service as spend_service
 
 
 async def job_changed(
@@ -23,3 +24,4 @@ async def job_changed(
     """`job_id` now has `status` (or new progress) because of `source`; the caller commits."""
     if status.is_final:
         job_finished(source, status)
+    await spend_service.job_changed(session, job_id, status, source)

@@ -22,6 +22,8 @@ from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventList, JobEventRead, JobPage, JobRead
 from app.openapi import problem_responses
+from app.spend import service as spend_service
+from app.spend.dependencies import SpendPolicyDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -33,7 +35,7 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 401, 409, 422, 502, 503),
+    responses=problem_responses(400, 401, 409, 422, 429, 502, 503),
     summary="Submit a generation job",
 )
 async def create_job(
@@ -43,6 +45,7 @@ async def create_job(
     submitter: SubmitterDep,
     settings: SettingsDep,
     request: Request,
+    spend: SpendPolicyDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -58,7 +61,11 @@ async def create_job(
         submission = submitter.claim_values(1) if sending else {"next_attempt_at": utcnow()}
 
         async def new_job() -> Job:
-            return await jobs_service.create_job(session, caller, body, submission)
+            # Refused creates (out of credits, over a limit) raise and leave nothing behind.
+            await spend_service.refuse_while_out_of_credits(session, spend)
+            job = await jobs_service.create_job(session, caller, body, submission)
+            await spend_service.reserve(session, spend, job)
+            return job
 
         if key is None:
             job = await new_job()
