@@ -31,11 +31,11 @@ def callers_toml(
 ) -> str:
     """Callers `capped` (with `limits`), `other` (none) and `ops` (an admin), and `[limits]`."""
     lines = [
-        '[callers.capped]\napi_key = "%s"' % CAPPED_KEY,
+        f'[callers.capped]\napi_key = "{CAPPED_KEY}"',
         "[callers.capped.limits]",
         *(f"{name} = {value}" for name, value in (limits or {}).items()),
-        '[callers.other]\napi_key = "%s"' % OTHER_KEY,
-        '[callers.ops]\napi_key = "%s"\nadmin = true' % ADMIN_KEY,
+        f'[callers.other]\napi_key = "{OTHER_KEY}"',
+        f'[callers.ops]\napi_key = "{ADMIN_KEY}"\nadmin = true',
         "[limits]",
         *(f"{name} = {value}" for name, value in (global_limits or {}).items()),
     ]
