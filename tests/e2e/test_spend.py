@@ -165,25 +165,23 @@ async def test_usage_matches_the_ledger_and_evolink_after_completed_failed_and_c
         "EVOLINK_JOBS_URL": spend_stack.api_url,
         "EVOLINK_JOBS_API_KEY": OPS_KEY,
     }
-    printed = subprocess.run(
-        [sys.executable, "-m", "app.cli", "usage", "--caller", "render", "--json"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    printed = console(env, "usage", "--caller", "render", "--json")
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout) == usage
-    table = subprocess.run(
-        [sys.executable, "-m", "app.cli", "usage", "--caller", "render"],
-        env={**env, "COLUMNS": "160"}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    table = console({**env, "COLUMNS": "160"}, "usage", "--caller", "render")
     assert table.returncode == 0, table.stderr
     assert "Usage of render" in table.stdout and "credits_per_day" in table.stdout
     assert "completed" in table.stdout and "992.5" in table.stdout
-    denied = subprocess.run(
-        [sys.executable, "-m", "app.cli", "usage", "--caller", "ops"],
-        env={**env, "EVOLINK_JOBS_API_KEY": RENDER_KEY},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    denied = console({**env, "EVOLINK_JOBS_API_KEY": RENDER_KEY}, "usage", "--caller", "ops")
     assert denied.returncode == 1 and "403 admin_only" in denied.stderr
+
+
+def console(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`evolink-jobs ARGS` as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
 
 pg_only = pytest.mark.skipif(
