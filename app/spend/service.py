@@ -75,7 +75,7 @@ async def refuse_while_out_of_credits(session: AsyncSession, policy: SpendPolicy
     if left > 0:
         raise EvolinkOutOfCreditsBackoff(
             "EvoLink answered that this service's account is out of credits; new jobs are "
-            f"refused until {until.isoformat()} without asking it again. Tell the operators.",
+            f"refused until {_iso(until)} without asking it again. Tell the operators.",
             retry_after=left,
         )
 
@@ -128,7 +128,7 @@ async def _refusal(
     else:
         resets_at = windows.window(limit.kind, at).end
         retry_after = (resets_at - at).total_seconds()
-        when = f"at {resets_at.isoformat()}"
+        when = f"at {_iso(resets_at)}"
     whose = f"caller {caller!r}" if limit.scope == "caller" else "all callers together"
     unit = "credits" if limit.counts_credits else "jobs"
     log.warning("quota_exceeded", limit=label, value=limit.value, used=used, requested=amount)
@@ -141,8 +141,12 @@ async def _refusal(
         value=limit.value,
         used=round(used, 4),
         requested=amount,
-        resets_at=resets_at.isoformat() if resets_at else None,
+        resets_at=_iso(resets_at) if resets_at else None,
     )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def job_changed(

@@ -49,7 +49,7 @@ async def test_jobs_per_minute_refuses_until_the_next_utc_minute(
         # Frozen at 10:00:15: the minute frees room in 45 s.
         assert assert_refused(refused, "jobs_per_minute", 2, 2, 1) == 45
         assert refused.json()["scope"] == "caller"
-        assert refused.json()["resets_at"] == "2026-12-01T10:01:00+00:00"
+        assert refused.json()["resets_at"] == "2026-12-01T10:01:00Z"
         assert evolink_accepts.call_count == 2, "a refused create must not reach EvoLink"
         assert await count_rows(app, Job) == 2, "a refused create must leave no job row"
         assert await count_rows(app, SpendEntry) == 2
@@ -91,7 +91,7 @@ async def test_credits_per_month_refuses_until_the_first_of_the_next_month(
         assert (await capped.post("/v1/jobs", json={**JOB, "n": 4})).status_code == 202
         refused = await capped.post("/v1/jobs", json=JOB)
         assert assert_refused(refused, "credits_per_month", 10, 10, 2.5) == 3600
-        assert refused.json()["resets_at"] == "2026-12-01T00:00:00+00:00"
+        assert refused.json()["resets_at"] == "2026-12-01T00:00:00Z"
         clock.set(datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC))
         assert (await capped.post("/v1/jobs", json={**JOB, "n": 4})).status_code == 202
         assert evolink_accepts.call_count == 2
