@@ -29,8 +29,6 @@ log = structlog.get_logger(__name__)
 
 GLOBAL_SCOPE = "global"
 OUT_OF_CREDITS = "evolink_out_of_credits"  # the job error code of a 402 and the block's name
-# The windows whose credits a settlement corrects, per scope (in the order reserve locks them).
-CREDIT_KINDS = (Kind.DAY, Kind.MONTH)
 
 
 def caller_scope(caller: str) -> str:
@@ -192,15 +190,16 @@ async def _settle(
     await repository.update_entry(
         session, job.id, **values, charged=cost, state=EntryState.SETTLED, settled_at=at
     )
-    scopes = (caller_scope(entry.caller), GLOBAL_SCOPE)
-    if delta:
-        for scope in scopes:
-            for kind in CREDIT_KINDS:
-                key = windows.window_key(kind, entry.created_at)
-                await repository.adjust(session, scope, kind, key, delta, at)
+    # Counter rows are touched in the order `reserve` locks them, so that a settlement and a
+    # create of the same caller never wait for each other in a cycle.
+    mine = caller_scope(entry.caller)
     if first:
         key = windows.window_key(Kind.IN_FLIGHT, at)
-        await repository.adjust(session, scopes[0], Kind.IN_FLIGHT, key, -1.0, at)
+        await repository.adjust(session, mine, Kind.IN_FLIGHT, key, -1.0, at)
+    if delta:
+        for scope, kind in ((mine, Kind.DAY), (mine, Kind.MONTH), (GLOBAL_SCOPE, Kind.DAY)):
+            key = windows.window_key(kind, entry.created_at)
+            await repository.adjust(session, scope, kind, key, delta, at)
     spent = cost if first else max(0.0, delta)
     if spent:
         CREDITS_SPENT.labels(caller=entry.caller).inc(spent)
