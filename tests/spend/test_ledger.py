@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import respx
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.spend.models import EntryState, SpendEntry
@@ -172,3 +173,20 @@ async def test_our_own_verdict_keeps_the_price_unless_evolink_never_saw_the_job(
         usage = (await capped.get("/v1/usage")).json()
         day = next(limit for limit in usage["limits"] if limit["name"] == "credits_per_day")
         assert day["used"] == usage["today"]["credits"] == 2.5
+
+
+async def test_a_job_from_before_the_ledger_ends_without_an_entry(
+    spend_app: SpendAppFactory, clock: Clock, evolink_accepts: respx.Route
+) -> None:
+    async with (
+        spend_app(verify_callbacks=False) as app,
+        clients(app) as (capped, _, _),
+    ):
+        job = (await capped.post("/v1/jobs", json=JOB)).json()
+        async with app.state.session_factory() as session:  # as if made before migration 0005
+            await session.execute(delete(SpendEntry))
+            await session.commit()
+        path, task_id = callback_path(evolink_accepts)
+        await callback(app, path, payloads.completed_task(task_id))
+        assert (await capped.get(f"/v1/jobs/{job['id']}")).json()["status"] == "completed"
+        assert (await capped.get("/v1/usage")).json()["today"]["jobs"] == 0
