@@ -22,6 +22,7 @@ from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
 from app.spend import router as spend_router
 from app.spend.balance import BalanceWatch
@@ -101,6 +102,7 @@ def create_app(
         summary="Submit image-generation jobs to EvoLink and follow them to completion.",
         lifespan=lifespan,
     )
+    app.add_middleware(UnexpectedErrors)  # innermost: a bug is logged once, in its request
     install_request_limits(app, settings)
     app.add_middleware(RequestContextMiddleware)  # outermost: refusals get a request id too
     install_error_handlers(app)

@@ -32,6 +32,11 @@ CALLBACKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EVENT_BODIES_DROPPED = Counter(
+    _PREFIX + "event_bodies_dropped",
+    "Job events stored without their body: the job already kept its share (app/jobs/events.py).",
+    registry=REGISTRY,
+)
 EVOLINK_REQUESTS = Counter(
     _PREFIX + "evolink_requests",
     "Calls to EvoLink, by operation, HTTP status (or `error`) and EvoLink's error code.",

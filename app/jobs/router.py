@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -17,10 +17,11 @@ from app.auth.dependencies import CallerDep
 from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
+from app.jobs import events as job_events
 from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
-from app.jobs.schemas import JobCreate, JobEventList, JobEventRead, JobPage, JobRead
+from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
 from app.openapi import problem_responses
 from app.spend import service as spend_service
 from app.spend.dependencies import SpendPolicyDep
@@ -157,29 +158,23 @@ async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> 
 
 @router.get(
     "/{job_id}/events",
-    response_model=JobEventList,
-    responses=problem_responses(401, 404, 422),
+    response_model=JobEventPage,
+    responses=problem_responses(400, 401, 404, 422),
     summary="A job's history",
 )
 async def list_job_events(
-    job_id: uuid.UUID, caller: CallerDep, session: SessionDep
-) -> JobEventList:
-    """Every callback (and later poll) received for the job, oldest first."""
-    events = await jobs_service.list_events(session, caller, job_id)
-    return JobEventList(
-        data=[
-            JobEventRead(
-                id=e.id,
-                received_at=e.received_at,
-                source=e.source,
-                status=e.status,
-                outcome=e.outcome,
-                detail=e.detail,
-                body=_parsed(e.body),
-            )
-            for e in events
-        ]
+    job_id: uuid.UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobEventPage:
+    """Every submit answer, callback, poll and local verdict for the job, oldest first, a page
+    at a time."""
+    page, next_cursor = await job_events.list_page(
+        session, caller, job_id, limit=limit, cursor=cursor
     )
+    return JobEventPage(data=[job_events.to_read(e) for e in page], next_cursor=next_cursor)
 
 
 def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
@@ -194,12 +189,3 @@ def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
             "images": [image_read(image) for image in images],
         }
     )
-
-
-def _parsed(body: str | None) -> Any:
-    if body is None:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body
