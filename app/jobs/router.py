@@ -63,7 +63,7 @@ async def create_job(
 
         async def new_job() -> Job:
             # Refused creates (out of credits, over a limit) raise and leave nothing behind.
-            await spend_service.refuse_while_out_of_credits(session, spend)
+            await spend_service.refuse_early(session, spend, caller, body)
             job = await jobs_service.create_job(session, caller, body, submission)
             await spend_service.reserve(session, spend, job)
             return job

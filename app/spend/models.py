@@ -48,18 +48,24 @@ class SpendEntry(Base):
 
 
 class SpendCounter(Base):
-    """A running total for one limit of one scope (a caller, or everything) in its current window.
+    """The running totals of one scope (a caller, or `global` for everyone) in its current windows.
 
-    One row per (scope, kind): a create that starts a new window resets it in the same
-    conditional UPDATE that checks the limit, so replicas agree without any process memory.
+    One row per scope: a create checks every limit and adds itself in one conditional UPDATE of
+    its caller's row (then one of the global row), which also restarts a total whose window has
+    ended. Replicas agree through the database alone, and rows are always locked caller first,
+    then global, so no two transactions wait for each other in a cycle.
     """
 
     __tablename__ = "spend_counters"
 
     scope: Mapped[str] = mapped_column(String(80), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    window_key: Mapped[str] = mapped_column(String(20))
-    used: Mapped[float] = mapped_column(Float, default=0.0)
+    minute_key: Mapped[str] = mapped_column(String(20), default="")
+    minute_jobs: Mapped[int] = mapped_column(default=0)
+    day_key: Mapped[str] = mapped_column(String(20), default="")
+    day_credits: Mapped[float] = mapped_column(Float, default=0.0)
+    month_key: Mapped[str] = mapped_column(String(20), default="")
+    month_credits: Mapped[float] = mapped_column(Float, default=0.0)
+    in_flight: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -14,7 +14,7 @@ from app.spend.errors import AdminOnly, CallerNotFound
 from app.spend.policy import SpendPolicy
 from app.spend.repository import StatusTotal
 from app.spend.schemas import CreditsRead, LimitRead, StatusUsage, UsageRead, WindowUsage
-from app.spend.service import limits_for
+from app.spend.service import GLOBAL_SCOPE, caller_scope, limits_for, window_keys
 from app.spend.windows import Kind
 
 
@@ -41,10 +41,10 @@ async def usage(session: AsyncSession, policy: SpendPolicy, caller: str) -> Usag
     today = await _window_usage(session, caller, windows.window(Kind.DAY, at))
     month = await _window_usage(session, caller, windows.window(Kind.MONTH, at))
     limits = []
+    scopes = (caller_scope(caller), GLOBAL_SCOPE)
+    totals = await repository.totals(session, scopes, window_keys(at))
     for limit in limits_for(policy, caller):
-        key = windows.window_key(limit.kind, at)
-        used = await repository.counter_used(session, limit.scope_key(caller), limit.kind, key)
-        used = round(used, 4)
+        used = round(limit.used(totals[limit.scope_key(caller)]), 4)
         ends = None if limit.kind is Kind.IN_FLIGHT else windows.window(limit.kind, at).end
         remaining = None if limit.value is None else round(max(0.0, limit.value - used), 4)
         limits.append(LimitRead(name=limit.name, scope=limit.scope, value=limit.value,

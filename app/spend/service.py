@@ -15,8 +15,10 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.evolink.models import MODELS
 from app.jobs import repository as jobs_repository
 from app.jobs.models import EventSource, Job, JobStatus, SubmitState
+from app.jobs.schemas import JobCreate
 from app.metrics import CREDITS_SPENT, QUOTA_REFUSALS
 from app.spend import repository, windows
 from app.spend.errors import EvolinkOutOfCreditsBackoff, QuotaExceeded
@@ -28,6 +30,7 @@ from app.spend.windows import Kind
 log = structlog.get_logger(__name__)
 
 GLOBAL_SCOPE = "global"
+ADD_ATTEMPTS = 3
 OUT_OF_CREDITS = "evolink_out_of_credits"  # the job error code of a 402 and the block's name
 
 
@@ -44,23 +47,78 @@ class Limit:
     scope: str  # "caller" or "global"
     kind: Kind
     value: float | None
-    counts_credits: bool
+
+    @property
+    def counts_credits(self) -> bool:
+        return self.kind in (Kind.DAY, Kind.MONTH)
 
     def scope_key(self, caller: str) -> str:
         return GLOBAL_SCOPE if self.scope == "global" else caller_scope(caller)
 
+    def used(self, totals: repository.Totals) -> float:
+        """What `totals` hold against this limit."""
+        return {
+            Kind.MINUTE: totals.minute_jobs,
+            Kind.IN_FLIGHT: totals.in_flight,
+            Kind.DAY: totals.day_credits,
+            Kind.MONTH: totals.month_credits,
+        }[self.kind]
+
+    def passed_by(self, totals: repository.Totals, price: float) -> bool:
+        """Whether one more job of `price` would pass this limit."""
+        amount = price if self.counts_credits else 1.0
+        return self.value is not None and (
+            self.used(totals) + amount > self.value + repository.EPSILON
+        )
+
 
 def limits_for(policy: SpendPolicy, caller: str) -> list[Limit]:
-    """Every limit a caller's creates count against, in the order they are checked (and locked:
-    the same order in every transaction, so concurrent creates never deadlock)."""
+    """Every limit a caller's creates count against: the caller's own, then the global one."""
     mine, everyone = policy.limits_of(caller), policy.global_limits
     return [
-        Limit("jobs_per_minute", "caller", Kind.MINUTE, mine.jobs_per_minute, False),
-        Limit("jobs_in_flight", "caller", Kind.IN_FLIGHT, mine.jobs_in_flight, False),
-        Limit("credits_per_day", "caller", Kind.DAY, mine.credits_per_day, True),
-        Limit("credits_per_month", "caller", Kind.MONTH, mine.credits_per_month, True),
-        Limit("credits_per_day", "global", Kind.DAY, everyone.credits_per_day, True),
+        Limit("jobs_per_minute", "caller", Kind.MINUTE, mine.jobs_per_minute),
+        Limit("jobs_in_flight", "caller", Kind.IN_FLIGHT, mine.jobs_in_flight),
+        Limit("credits_per_day", "caller", Kind.DAY, mine.credits_per_day),
+        Limit("credits_per_month", "caller", Kind.MONTH, mine.credits_per_month),
+        Limit("credits_per_day", "global", Kind.DAY, everyone.credits_per_day),
     ]
+
+
+def _bounds(limits: list[Limit], scope: str) -> repository.Bounds:
+    values = {limit.kind: limit.value for limit in limits if limit.scope == scope}
+    return repository.Bounds(
+        minute_jobs=_whole(values.get(Kind.MINUTE)),
+        in_flight=_whole(values.get(Kind.IN_FLIGHT)),
+        day_credits=values.get(Kind.DAY),
+        month_credits=values.get(Kind.MONTH),
+    )
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def window_keys(at: datetime) -> repository.WindowKeys:
+    """The counter keys of the windows `at` falls in."""
+    return repository.WindowKeys(
+        minute=windows.window_key(Kind.MINUTE, at),
+        day=windows.window_key(Kind.DAY, at),
+        month=windows.window_key(Kind.MONTH, at),
+    )
+
+
+async def refuse_early(
+    session: AsyncSession, policy: SpendPolicy, caller: str, body: JobCreate
+) -> None:
+    """Refuse a create before anything is written: while EvoLink is out of credits, or when a
+    limit is already passed as committed (a read that takes no lock, so that a burst beyond a
+    spent budget waits for no row). Only `reserve` can accept."""
+    await refuse_while_out_of_credits(session, policy)
+    n = body.n if body.n is not None else MODELS[body.model].default_n
+    price = job_price(policy.prices, body.model, n)
+    at = windows.now()
+    scopes = (caller_scope(caller), GLOBAL_SCOPE)
+    await _refuse_if_passed(session, policy, caller, limits_for(policy, caller), price, at, scopes)
 
 
 async def refuse_while_out_of_credits(session: AsyncSession, policy: SpendPolicy) -> None:
@@ -80,18 +138,14 @@ async def refuse_while_out_of_credits(session: AsyncSession, policy: SpendPolicy
 
 async def reserve(session: AsyncSession, policy: SpendPolicy, job: Job) -> SpendEntry:
     """Hold the job's price against each of its caller's and the global limits, and write its
-    ledger entry; QuotaExceeded (and nothing counted) if any limit would be passed."""
+    ledger entry; QuotaExceeded (and nothing counted) if any limit would be passed.
+
+    The entry is written first, so that the counter rows stay locked for as short a time as
+    possible: from their conditional UPDATEs (the caller's row, then the global row, always in
+    that order) to the commit.
+    """
     at = windows.now()
     price = job_price(policy.prices, job.model, job.n)
-    for limit in limits_for(policy, job.caller):
-        amount = price if limit.counts_credits else 1.0
-        scope, key = limit.scope_key(job.caller), windows.window_key(limit.kind, at)
-        added = await repository.add_within_limit(
-            session, scope, limit.kind, key, amount, limit.value, at
-        )
-        if not added:
-            used = await repository.counter_used(session, scope, limit.kind, key)
-            raise await _refusal(session, policy, job.caller, limit, used, amount, at)
     entry = SpendEntry(
         job_id=job.id,
         caller=job.caller,
@@ -102,7 +156,36 @@ async def reserve(session: AsyncSession, policy: SpendPolicy, job: Job) -> Spend
         created_at=at,
     )
     await repository.add_entry(session, entry)
+    limits, keys = limits_for(policy, job.caller), window_keys(at)
+    scopes = (caller_scope(job.caller), GLOBAL_SCOPE)
+    for scope, which in zip(scopes, ("caller", "global"), strict=True):
+        bounds = _bounds(limits, which)
+        for _ in range(ADD_ATTEMPTS):
+            if await repository.add_job(session, scope, keys, price, bounds, at):
+                break
+            # Refused: say which limit. If none is passed any more, a job ended in between and
+            # gave room back: try again.
+            await _refuse_if_passed(session, policy, job.caller, limits, price, at, (scope,))
+        else:
+            raise AssertionError(f"counter {scope} keeps refusing a job no limit refuses")
     return entry
+
+
+async def _refuse_if_passed(
+    session: AsyncSession,
+    policy: SpendPolicy,
+    caller: str,
+    limits: list[Limit],
+    price: float,
+    at: datetime,
+    scopes: tuple[str, ...],
+) -> None:
+    totals = await repository.totals(session, scopes, window_keys(at))
+    for limit in limits:
+        scope = limit.scope_key(caller)
+        if scope in totals and limit.passed_by(totals[scope], price):
+            used = limit.used(totals[scope])
+            raise await _refusal(session, policy, caller, limit, used, price, at)
 
 
 async def _refusal(
@@ -111,10 +194,11 @@ async def _refusal(
     caller: str,
     limit: Limit,
     used: float,
-    amount: float,
+    price: float,
     at: datetime,
 ) -> QuotaExceeded:
     assert limit.value is not None  # an unlimited counter never refuses
+    amount = price if limit.counts_credits else 1.0
     label = limit.name if limit.scope == "caller" else f"global.{limit.name}"
     QUOTA_REFUSALS.labels(caller=caller, limit=label).inc()
     resets_at: datetime | None = None
@@ -190,16 +274,12 @@ async def _settle(
     await repository.update_entry(
         session, job.id, **values, charged=cost, state=EntryState.SETTLED, settled_at=at
     )
-    # Counter rows are touched in the order `reserve` locks them, so that a settlement and a
-    # create of the same caller never wait for each other in a cycle.
-    mine = caller_scope(entry.caller)
-    if first:
-        key = windows.window_key(Kind.IN_FLIGHT, at)
-        await repository.adjust(session, mine, Kind.IN_FLIGHT, key, -1.0, at)
-    if delta:
-        for scope, kind in ((mine, Kind.DAY), (mine, Kind.MONTH), (GLOBAL_SCOPE, Kind.DAY)):
-            key = windows.window_key(kind, entry.created_at)
-            await repository.adjust(session, scope, kind, key, delta, at)
+    # The caller's row, then the global row: the order `reserve` locks them in.
+    day, month = (windows.window_key(kind, entry.created_at) for kind in (Kind.DAY, Kind.MONTH))
+    for scope, release in ((caller_scope(entry.caller), first), (GLOBAL_SCOPE, first)):
+        await repository.settle(
+            session, scope, day_key=day, month_key=month, delta=delta, release=release, at=at
+        )
     spent = cost if first else max(0.0, delta)
     if spent:
         CREDITS_SPENT.labels(caller=entry.caller).inc(spent)

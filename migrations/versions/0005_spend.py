@@ -44,11 +44,15 @@ def upgrade() -> None:
     op.create_table(
         "spend_counters",
         sa.Column("scope", sa.String(length=80), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("window_key", sa.String(length=20), nullable=False),
-        sa.Column("used", sa.Float(), nullable=False),
+        sa.Column("minute_key", sa.String(length=20), nullable=False),
+        sa.Column("minute_jobs", sa.Integer(), nullable=False),
+        sa.Column("day_key", sa.String(length=20), nullable=False),
+        sa.Column("day_credits", sa.Float(), nullable=False),
+        sa.Column("month_key", sa.String(length=20), nullable=False),
+        sa.Column("month_credits", sa.Float(), nullable=False),
+        sa.Column("in_flight", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("scope", "kind", name=op.f("pk_spend_counters")),
+        sa.PrimaryKeyConstraint("scope", name=op.f("pk_spend_counters")),
     )
     op.create_table(
         "spend_blocks",

@@ -26,6 +26,7 @@ from tests.support import evolink_payloads as payloads
 from tests.support.rows import ago, set_job
 
 JOB = {"prompt": "a heron"}
+TASK = "task-unified-1757156493-ledger"
 
 
 async def entry(app: Any, job_id: str) -> SpendEntry:
@@ -103,7 +104,7 @@ async def test_failed_cancelled_and_refused_jobs_cost_nothing(
         created = []
         for i in range(2):
             evolink.post(CREATE).mock(
-                return_value=httpx.Response(200, json=payloads.created_task(f"task-{i}"))
+                return_value=httpx.Response(200, json=payloads.created_task(f"{TASK}{i}"))
             )
             created.append((await capped.post("/v1/jobs", json=JOB)).json())
         refusal = payloads.string_error("content_policy_violation", "blocked")
@@ -113,7 +114,10 @@ async def test_failed_cancelled_and_refused_jobs_cost_nothing(
 
         for job, body in zip(
             created,
-            [payloads.failed_task("task-0"), payloads.failed_task("task-1", status="cancelled")],
+            [
+                payloads.failed_task(f"{TASK}0"),
+                payloads.failed_task(f"{TASK}1", status="cancelled"),
+            ],
             strict=True,
         ):
             await callback(app, await callback_of(app, job["id"]), body)

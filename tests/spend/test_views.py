@@ -157,7 +157,11 @@ async def test_metrics_count_refusals_by_caller_and_limit_and_credits_spent_by_c
         await capped.post("/v1/jobs", json={**JOB, "n": 2})
         await capped.post("/v1/jobs", json=JOB)
         path, task_id = callback_path(evolink_accepts)
-        await callback(app, path, payloads.completed_task(task_id, results=["a", "b"]))
+        await callback(
+            app,
+            path,
+            payloads.completed_task(task_id, results=["https://r/0.png", "https://r/1.png"]),
+        )
         after = (await ops.get("/metrics")).text
         assert sample(after, refusals) - sample(before, refusals) == 1
         assert sample(after, spent) - sample(before, spent) == 5
