@@ -11,10 +11,10 @@ from app.evolink.errors import EvolinkError
 from app.spend import repository, windows
 from app.spend.balance import BalanceWatch
 from app.spend.errors import AdminOnly, CallerNotFound
+from app.spend.limits import GLOBAL_SCOPE, caller_scope, limits_for, window_keys
 from app.spend.policy import SpendPolicy
 from app.spend.repository import StatusTotal
 from app.spend.schemas import CreditsRead, LimitRead, StatusUsage, UsageRead, WindowUsage
-from app.spend.service import GLOBAL_SCOPE, caller_scope, limits_for, window_keys
 from app.spend.windows import Kind
 
 

@@ -8,7 +8,6 @@ accepted one is counted exactly once (an Idempotency-Key replay never reaches it
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,14 @@ from app.jobs.schemas import JobCreate
 from app.metrics import CREDITS_SPENT, QUOTA_REFUSALS
 from app.spend import repository, windows
 from app.spend.errors import EvolinkOutOfCreditsBackoff, QuotaExceeded
+from app.spend.limits import (
+    GLOBAL_SCOPE,
+    Limit,
+    bounds_for,
+    caller_scope,
+    limits_for,
+    window_keys,
+)
 from app.spend.models import EntryState, SpendEntry
 from app.spend.policy import SpendPolicy
 from app.spend.prices import job_price
@@ -29,82 +36,8 @@ from app.spend.windows import Kind
 
 log = structlog.get_logger(__name__)
 
-GLOBAL_SCOPE = "global"
 ADD_ATTEMPTS = 3
 OUT_OF_CREDITS = "evolink_out_of_credits"  # the job error code of a 402 and the block's name
-
-
-def caller_scope(caller: str) -> str:
-    """The counter scope of one caller."""
-    return f"caller:{caller}"
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One limit: its name in the callers file, whom it binds, what it counts, its value."""
-
-    name: str
-    scope: str  # "caller" or "global"
-    kind: Kind
-    value: float | None
-
-    @property
-    def counts_credits(self) -> bool:
-        return self.kind in (Kind.DAY, Kind.MONTH)
-
-    def scope_key(self, caller: str) -> str:
-        return GLOBAL_SCOPE if self.scope == "global" else caller_scope(caller)
-
-    def used(self, totals: repository.Totals) -> float:
-        """What `totals` hold against this limit."""
-        return {
-            Kind.MINUTE: totals.minute_jobs,
-            Kind.IN_FLIGHT: totals.in_flight,
-            Kind.DAY: totals.day_credits,
-            Kind.MONTH: totals.month_credits,
-        }[self.kind]
-
-    def passed_by(self, totals: repository.Totals, price: float) -> bool:
-        """Whether one more job of `price` would pass this limit."""
-        amount = price if self.counts_credits else 1.0
-        return self.value is not None and (
-            self.used(totals) + amount > self.value + repository.EPSILON
-        )
-
-
-def limits_for(policy: SpendPolicy, caller: str) -> list[Limit]:
-    """Every limit a caller's creates count against: the caller's own, then the global one."""
-    mine, everyone = policy.limits_of(caller), policy.global_limits
-    return [
-        Limit("jobs_per_minute", "caller", Kind.MINUTE, mine.jobs_per_minute),
-        Limit("jobs_in_flight", "caller", Kind.IN_FLIGHT, mine.jobs_in_flight),
-        Limit("credits_per_day", "caller", Kind.DAY, mine.credits_per_day),
-        Limit("credits_per_month", "caller", Kind.MONTH, mine.credits_per_month),
-        Limit("credits_per_day", "global", Kind.DAY, everyone.credits_per_day),
-    ]
-
-
-def _bounds(limits: list[Limit], scope: str) -> repository.Bounds:
-    values = {limit.kind: limit.value for limit in limits if limit.scope == scope}
-    return repository.Bounds(
-        minute_jobs=_whole(values.get(Kind.MINUTE)),
-        in_flight=_whole(values.get(Kind.IN_FLIGHT)),
-        day_credits=values.get(Kind.DAY),
-        month_credits=values.get(Kind.MONTH),
-    )
-
-
-def _whole(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def window_keys(at: datetime) -> repository.WindowKeys:
-    """The counter keys of the windows `at` falls in."""
-    return repository.WindowKeys(
-        minute=windows.window_key(Kind.MINUTE, at),
-        day=windows.window_key(Kind.DAY, at),
-        month=windows.window_key(Kind.MONTH, at),
-    )
 
 
 async def refuse_early(
@@ -159,7 +92,7 @@ async def reserve(session: AsyncSession, policy: SpendPolicy, job: Job) -> Spend
     limits, keys = limits_for(policy, job.caller), window_keys(at)
     scopes = (caller_scope(job.caller), GLOBAL_SCOPE)
     for scope, which in zip(scopes, ("caller", "global"), strict=True):
-        bounds = _bounds(limits, which)
+        bounds = bounds_for(limits, which)
         for _ in range(ADD_ATTEMPTS):
             if await repository.add_job(session, scope, keys, price, bounds, at):
                 break

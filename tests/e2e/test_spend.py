@@ -115,7 +115,7 @@ async def test_usage_matches_the_ledger_and_evolink_after_completed_failed_and_c
         jobs.append(answer.json())
     refused = await render.post("/v1/jobs", json={"prompt": "refused [sim create=400]"})
     assert refused.status_code == 422
-    done = [await wait_until(render, job["id"]) for job in jobs]
+    done = [await wait_until(render, job["id"], within=90) for job in jobs]
     assert [job["status"] for job in done] == [
         "completed",
         "completed",
