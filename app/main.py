@@ -17,11 +17,15 @@ from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_session_factory
 from app.errors import install_error_handlers
+from app.events import router as events_router
+from app.events.waiters import Waiters
 from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.notifications import router as notifications_router
+from app.notifications.worker import build_notification_worker
 from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
 from app.spend import router as spend_router
@@ -63,6 +67,7 @@ def create_app(
         worker = build_worker(settings, sessions, submitter) if run_worker else None
         archive_store = ArchiveStore.from_settings(settings)
         archiver = build_archive_worker(settings, sessions, archive_store) if run_worker else None
+        notifier = build_notification_worker(settings, sessions) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
@@ -71,6 +76,9 @@ def create_app(
         app.state.worker = worker
         app.state.archive_store = archive_store
         app.state.balance = BalanceWatch(submitter.evolink, settings.credits_warn_below)
+        waiters = app.state.waiters = Waiters(settings, sessions)
+        await waiters.start()
+        app.state.notifier = notifier
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -82,16 +90,21 @@ def create_app(
             worker.start()
             archiver.start()
         app.state.balance.start()
+        if notifier is not None:
+            notifier.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop(settings.shutdown_timeout_seconds)
             if worker is not None and archiver is not None:
                 await archiver.stop(settings.shutdown_timeout_seconds)
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
             await app.state.balance.stop()
+            await waiters.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
@@ -108,8 +121,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs_router.router)
+    app.include_router(events_router.router)
     app.include_router(archive_router.router)
     app.include_router(spend_router.router)
+    app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
     return app

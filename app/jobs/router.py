@@ -17,11 +17,15 @@ from app.auth.dependencies import CallerDep
 from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
+from app.events import service as waits_service
+from app.events.prefer import PreferWaitDep, preference_applied
+from app.events.waiters import WaitersDep
 from app.jobs import events as job_events
 from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
+from app.notifications import service as notifications_service
 from app.openapi import problem_responses
 from app.spend import service as spend_service
 from app.spend.dependencies import SpendPolicyDep
@@ -47,6 +51,8 @@ async def create_job(
     settings: SettingsDep,
     request: Request,
     spend: SpendPolicyDep,
+    waiters: WaitersDep,
+    wait: PreferWaitDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -56,6 +62,8 @@ async def create_job(
     ] = None,
 ) -> Response:
     """Store the job and submit it to EvoLink (or queue it); 202 with the job."""
+    if body.notify_url is not None:
+        await notifications_service.check_notify_url(settings, caller, body.notify_url)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     digest = idempotency.fingerprint(body)
     async with submitter.free_slot() as sending:
@@ -95,6 +103,9 @@ async def create_job(
             session, caller, key, response.status_code, json.loads(bytes(response.body))
         )
     await session.commit()
+    if wait is not None and problem is None:
+        location = {"Location": f"/v1/jobs/{job.id}"}
+        return await _waited(waiters, caller, job.id, wait, status.HTTP_202_ACCEPTED, location)
     return response
 
 
@@ -149,8 +160,16 @@ async def list_jobs(
     responses=problem_responses(401, 404, 422),
     summary="Get a job",
 )
-async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> JobRead:
-    """One of the caller's jobs."""
+async def get_job(
+    job_id: uuid.UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    waiters: WaitersDep,
+    wait: PreferWaitDep,
+) -> Response | JobRead:
+    """One of the caller's jobs; with `Prefer: wait=N`, once it is final or N seconds pass."""
+    if wait is not None:
+        return await _waited(waiters, caller, job_id, wait, status.HTTP_200_OK, {})
     job = await jobs_service.get_job(session, caller, job_id)
     images = await archive_service.archived_images_by_job(session, [job.id])
     return to_read(job, images[job.id])
@@ -175,6 +194,24 @@ async def list_job_events(
         session, caller, job_id, limit=limit, cursor=cursor
     )
     return JobEventPage(data=[job_events.to_read(e) for e in page], next_cursor=next_cursor)
+
+
+async def _waited(
+    waiters: WaitersDep,
+    caller: str,
+    job_id: uuid.UUID,
+    seconds: int,
+    status_code: int,
+    headers: dict[str, str],
+) -> JSONResponse:
+    """The job once final or after `seconds` (`Prefer: wait`), holding no connection meanwhile."""
+    snapshot = await waits_service.wait_until_final(
+        waiters.hub, waiters.sessions, caller, job_id, seconds
+    )
+    body = to_read(snapshot.job, snapshot.images).model_dump(mode="json")
+    return JSONResponse(
+        body, status_code=status_code, headers={**headers, **preference_applied(seconds)}
+    )
 
 
 def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
