@@ -14,6 +14,7 @@ from typer.exceptions import TyperException
 from app.archive import maintenance as archive_maintenance
 from app.config import Settings
 from app.console.commands import register as register_console_commands
+from app.console.usage import register as register_usage_command
 from app.db import create_engine
 from app.devmode import DevPlan, banner, dev_settings, running_simulator
 from app.logs import configure_logging
@@ -224,6 +225,7 @@ def check_migrated(database_url: str) -> None:
 
 
 register_console_commands(cli)
+register_usage_command(cli)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
+from app.spend.prices import DEFAULT_CREDITS_PER_IMAGE, check_prices, parse_prices
 
 MIN_CALLBACK_SECRET_BYTES = 32
 DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Spend control (README, "Spend"): prices, EvoLink's balance, the out-of-credits back-off.
+    credits_per_image: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_CREDITS_PER_IMAGE)
+    )
+    credits_warn_below: float | None = Field(default=None, ge=0)
+    out_of_credits_backoff_seconds: float = Field(default=30, gt=0)
     # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
     max_waiters: int = Field(default=1000, ge=1)
     wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
@@ -90,6 +97,16 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        return parse_prices(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image")
+    @classmethod
+    def _prices_complete(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_prices(value)
 
     @field_validator("notify_allowed_hosts", mode="before")
     @classmethod
@@ -126,7 +143,7 @@ class Settings(BaseSettings):
             delays.append(delay)
         return tuple(delays)
 
-    @field_validator("callers_file", "callbacks_port", mode="before")
+    @field_validator("callers_file", "callbacks_port", "credits_warn_below", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -28,6 +28,8 @@ from app.notifications import router as notifications_router
 from app.notifications.worker import build_notification_worker
 from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
+from app.spend import router as spend_router
+from app.spend.balance import BalanceWatch
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -73,6 +75,7 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        app.state.balance = BalanceWatch(submitter.evolink, settings.credits_warn_below)
         waiters = app.state.waiters = Waiters(settings, sessions)
         await waiters.start()
         app.state.notifier = notifier
@@ -86,6 +89,7 @@ def create_app(
         if worker is not None and archiver is not None:
             worker.start()
             archiver.start()
+        app.state.balance.start()
         if notifier is not None:
             notifier.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
@@ -99,6 +103,7 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await app.state.balance.stop()
             await waiters.stop()
             await http.aclose()
             await engine.dispose()
@@ -118,6 +123,7 @@ def create_app(
     app.include_router(jobs_router.router)
     app.include_router(events_router.router)
     app.include_router(archive_router.router)
+    app.include_router(spend_router.router)
     app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)

@@ -96,6 +96,23 @@ def job_finished(source: str, status: str) -> None:
     JOBS_FINISHED.labels(source=source, status=status).inc()
 
 
+CREDITS_SPENT = Counter(
+    _PREFIX + "credits_spent",
+    "EvoLink credits the ledger settled as spent (the cost of finished jobs), by caller.",
+    ["caller"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    _PREFIX + "quota_refusals",
+    "Creates refused with 429 quota_exceeded, by caller and limit (global ones: global.<name>).",
+    ["caller", "limit"],
+    registry=REGISTRY,
+)
+EVOLINK_CREDITS = Gauge(
+    _PREFIX + "evolink_credits_remaining",
+    "EvoLink's remaining credits for this service's key, as last read from EvoLink.",
+    registry=REGISTRY,
+)
 WAITERS = Gauge(
     _PREFIX + "waiters",
     "Requests (Prefer: wait) and event streams waiting on a job in this process (cap: "

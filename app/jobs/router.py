@@ -27,6 +27,8 @@ from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
 from app.notifications import service as notifications_service
 from app.openapi import problem_responses
+from app.spend import service as spend_service
+from app.spend.dependencies import SpendPolicyDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -38,7 +40,7 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses={**problem_responses(400, 401, 409, 422, 502, 503), **waited_response(202)},
+    responses={**problem_responses(400, 401, 409, 422, 429, 502, 503), **waited_response(202)},
     summary="Submit a generation job",
 )
 async def create_job(
@@ -48,6 +50,7 @@ async def create_job(
     submitter: SubmitterDep,
     settings: SettingsDep,
     request: Request,
+    spend: SpendPolicyDep,
     waiters: WaitersDep,
     wait: PreferWaitDep,
     idempotency_key: Annotated[
@@ -67,7 +70,11 @@ async def create_job(
         submission = submitter.claim_values(1) if sending else {"next_attempt_at": utcnow()}
 
         async def new_job() -> Job:
-            return await jobs_service.create_job(session, caller, body, submission)
+            # Refused creates (out of credits, over a limit) raise and leave nothing behind.
+            await spend_service.refuse_early(session, spend, caller, body)
+            job = await jobs_service.create_job(session, caller, body, submission)
+            await spend_service.reserve(session, spend, job)
+            return job
 
         if key is None:
             job = await new_job()
