@@ -70,17 +70,21 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # The web console (README, "Web console"): its session cookie's key and lifetime.
+    console_secret: SecretStr | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("callers_file", "callbacks_port", mode="before")
+    @field_validator("callers_file", "callbacks_port", "console_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("callback_secret")
+    @field_validator("callback_secret", "console_secret")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_CALLBACK_SECRET_BYTES:

@@ -23,6 +23,7 @@ from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
 from app.server.limits import install_request_limits
+from app.web import router as web_router
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -104,4 +105,5 @@ def create_app(
     app.include_router(archive_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
+    web_router.install(app)
     return app
