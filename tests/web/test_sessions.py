@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.devmode import DevPlan, banner, dev_settings, enable_console_link
+from app.main import create_app
 from app.web import devlogin
 from app.web.sessions import SESSION_COOKIE, ConsoleCookies
 from tests.conftest import ALPHA_KEY, make_settings
@@ -190,3 +193,16 @@ async def test_dev_login_link_exists_only_in_dev_mode_and_works_once(app: FastAP
     async with browser(app) as second:
         assert (await second.get(f"/console/dev-login?token={token}")).status_code == 404
         assert (await second.get("/console")).status_code == 303
+
+
+def test_dev_mode_prints_the_console_and_its_one_time_link(tmp_path: Path) -> None:
+    plan = DevPlan(tmp_path, "127.0.0.1", 8000, 8001, 3.0)
+    settings = dev_settings(plan)
+    app = create_app(settings)
+    link = enable_console_link(app, plan)
+    assert link.startswith("http://127.0.0.1:8000/console/dev-login?token=")
+    login = devlogin.for_app(app)
+    assert login is not None and login.caller == "dev" and login.token in link
+    text = banner(plan, settings, link)
+    assert "http://127.0.0.1:8000/console" in text and link in text
+    assert devlogin.for_app(create_app(settings)) is None  # `serve` builds apps without one
