@@ -21,6 +21,7 @@ from app.dependencies import SettingsDep
 from app.jobs.models import JobStatus
 from app.web import devlogin
 from app.web import service as web_service
+from app.web import spend as web_spend
 from app.web.auth import ConsoleSessionDep, CookiesDep, OptionalSessionDep
 from app.web.chart import stacked_bars
 from app.web.errors import CsrfRefused, DevLoginUnavailable
@@ -281,7 +282,7 @@ async def spend_page(
 ) -> Response:
     """Credits per day for the last 30 days, and what is left of each budget."""
     callers = [c for name in settings.callers.names() if (c := settings.callers.get(name))]
-    spend = await web_service.spend(
+    spend = await web_spend.spend(
         session, console.caller, callers, utcnow(), settings.callers.limits.credits_per_day
     )
     context = {
