@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 @dataclass(frozen=True)
 class Stack:
     url: str
+    simulator_url: str
     shots: Path
 
 
@@ -54,7 +55,9 @@ def stack(
     service = processes.service(tmp, env, api_port)
     try:
         service.start(timeout=90)
-        yield Stack(f"http://127.0.0.1:{api_port}", tmp / "screenshots")
+        yield Stack(
+            f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", tmp / "screenshots"
+        )
     finally:
         service.terminate()
         sim.terminate()
@@ -186,13 +189,32 @@ def test_a_completed_jobs_thumbnail_loads_and_its_page_shows_the_timeline(
     shoot(stack, page, "console-job")
 
 
-def test_new_jobs_appear_and_progress_live(stack: Stack, context: BrowserContext) -> None:
+def test_new_jobs_appear_and_finish_live(stack: Stack, context: BrowserContext) -> None:
     page = sign_in(stack, context, BETA)
-    job_id = submit(stack, BETA, "a slow red kite [sim duration=3]")
+    created = httpx.post(
+        f"{stack.url}/v1/jobs",
+        json={"prompt": "a red kite that takes its time [sim duration=600]"},
+        headers={"Authorization": f"Bearer {BETA}"},
+        timeout=20,
+    ).json()
+    job_id, task_id = created["id"], created["evolink_task_id"]
+    assert task_id, created
     row = page.locator(f"#job-{job_id}")
     row.wait_for()  # arrived without a reload
-    row.locator(".badge-completed").wait_for()  # and finished without one
+    assert row.locator(".badge").inner_text() in ("pending", "processing")
+    assert row.locator("progress").count() == 1
+    detail = context.new_page()
+    detail.goto(f"{stack.url}/console/jobs/{job_id}")
+    assert detail.locator(".summary .badge").inner_text() in ("pending", "processing")
+
+    # EvoLink (the simulator) finishes the task now: both pages follow without a reload.
+    finished = httpx.post(f"{stack.simulator_url}/_sim/tasks/{task_id}/complete", timeout=20)
+    assert finished.status_code == 200, finished.text
+    row.locator(".badge-completed").wait_for()
     row.locator("img.thumb").first.wait_for()
+    detail.locator(".summary .badge-completed").wait_for()
+    detail.locator("figure img.full").first.wait_for()
+    assert "applied" in detail.locator("ol.timeline").inner_text()
 
 
 def test_a_failed_jobs_error_is_shown(stack: Stack, context: BrowserContext) -> None:
