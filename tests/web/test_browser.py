@@ -139,6 +139,11 @@ def test_sign_in_sets_a_safe_cookie_and_never_shows_the_key(
     page = context.new_page()
     page.goto(f"{stack.url}/console/sign-in")
     assert page.title() == "Sign in · evolink-jobs console"
+    assert page.evaluate("document.activeElement.id") == "api_key"  # ready to type
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.textContent") == "evolink-jobs console"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     shoot(stack, page, "console-sign-in")
     page.get_by_label("API key").fill("wrong-key-0123456789")
     page.get_by_role("button", name="Sign in").click()
