@@ -34,6 +34,7 @@ class Stack:
     url: str
     simulator_url: str
     shots: Path
+    service: processes.Process
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -48,7 +49,7 @@ def stack(
     sim_port, api_port = processes.free_port(), processes.free_port()
     env = processes.service_env(
         database_url, f"http://127.0.0.1:{sim_port}", api_port,
-        CALLERS_FILE=str(callers), ARCHIVE_URL=f"file://{tmp / 'archive'}", LOG_LEVEL="INFO",
+        CALLERS_FILE=str(callers), ARCHIVE_URL=f"file://{tmp / 'archive'}",
     )  # fmt: skip
     processes.migrate(env)
     sim = processes.simulator(tmp, sim_port).start(timeout=90)
@@ -56,7 +57,10 @@ def stack(
     try:
         service.start(timeout=90)
         yield Stack(
-            f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}", tmp / "screenshots"
+            f"http://127.0.0.1:{api_port}",
+            f"http://127.0.0.1:{sim_port}",
+            tmp / "screenshots",
+            service,
         )
     finally:
         service.terminate()
@@ -159,6 +163,10 @@ def test_sign_in_sets_a_safe_cookie_and_never_shows_the_key(
     assert session["path"] == "/console" and session["expires"] > time.time() + 3600
     assert ALPHA not in page.content() and ALPHA not in page.url
     assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read it
+    # Neither the keys (the right one, the wrong one) nor the session reach the logs (DEBUG).
+    log = stack.service.output()
+    assert '"event": "console_signed_in"' in log
+    assert ALPHA not in log and "wrong-key-0123456789" not in log and session["value"] not in log
 
 
 def test_a_completed_jobs_thumbnail_loads_and_its_page_shows_the_timeline(
