@@ -13,6 +13,7 @@
         window.location.reload(); // the session ended: the page redirects to sign-in
         return null;
       }
+      if (response.status === 404) { return "gone"; } // e.g. purged: stop asking
       if (!response.ok) { return null; }
       return response.text().then(function (html) {
         return new DOMParser().parseFromString(html, "text/html");
@@ -30,6 +31,7 @@
 
   function refreshLive(element) {
     return fetchDocument(element.getAttribute("data-live-url")).then(function (doc) {
+      if (doc === "gone") { element.removeAttribute("data-live-url"); return; }
       var fresh = doc && doc.getElementById(element.id);
       if (!fresh || !element.isConnected) { return; }
       fresh = document.importNode(fresh, true);
@@ -40,6 +42,7 @@
 
   function refreshNewer(body) {
     return fetchDocument(body.getAttribute("data-newer-url")).then(function (doc) {
+      if (doc === "gone") { body.removeAttribute("data-newer-url"); return; }
       var fresh = doc && doc.getElementById(body.id);
       if (!fresh) { return; }
       var rows = Array.prototype.slice.call(fresh.querySelectorAll("tr.job-row"));
