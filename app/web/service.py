@@ -1,4 +1,4 @@
-"""The console's rules: who sees which jobs, what a page of jobs is, one job's story, and spend.
+"""The console's rules: who sees which jobs, what a page of jobs is, and one job's story.
 
 A caller sees only its own jobs; an admin caller sees every caller's (and may filter by caller).
 Another caller's job is JobNotFound, as in the API. Services flush but never commit.
