@@ -19,14 +19,25 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.archive.test_e2e import database
-from tests.support import processes
+from tests.support import databases, processes
 
 ALPHA, BETA, OPS = "e2e-alpha-key", "e2e-beta-key", "e2e-ops-admin-key"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOC_SHOTS = {"console-jobs", "console-job", "console-spend"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+
+def database(kind: str, tmp: Path) -> str:
+    """A fresh database of this kind for the module (PostgreSQL beside the suite's own)."""
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp / 'console.db'}"
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    url = f"{base}_console_e2e"
+    databases.reset_postgres(url)
+    return url
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ def stack(
 ) -> Iterator[Stack]:
     """A simulator and a service with an admin caller (ops) besides alpha and beta."""
     tmp = tmp_path_factory.mktemp(f"console-{request.param}")
-    database_url = database(request.param, tmp, "console_e2e")
+    database_url = database(request.param, tmp)
     callers = tmp / "callers.toml"
     callers.write_text(f'[callers.ops]\napi_key = "{OPS}"\nadmin = true\n')
     sim_port, api_port = processes.free_port(), processes.free_port()
