@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
+    max_waiters: int = Field(default=1000, ge=1)
+    wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
+    stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+
     # The web console (README, "Web console"): its session cookie's key and lifetime.
     console_secret: SecretStr | None = None
     console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)

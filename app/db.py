@@ -62,7 +62,12 @@ def utcnow() -> datetime:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and transactions that really begin."""
+    """An async engine; SQLite gets WAL, a busy timeout and transactions that really begin.
+
+    SQL parameters are hidden from error messages: they carry callers' prompts and metadata,
+    and an error's message ends up in a log line.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **kwargs

@@ -17,11 +17,14 @@ from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_session_factory
 from app.errors import install_error_handlers
+from app.events import router as events_router
+from app.events.waiters import Waiters
 from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
 from app.web import router as web_router
 from app.worker.claims import release_claims
@@ -68,6 +71,8 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        waiters = app.state.waiters = Waiters(settings, sessions)
+        await waiters.start()
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -87,6 +92,7 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await waiters.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
@@ -97,11 +103,13 @@ def create_app(
         summary="Submit image-generation jobs to EvoLink and follow them to completion.",
         lifespan=lifespan,
     )
+    app.add_middleware(UnexpectedErrors)  # innermost: a bug is logged once, in its request
     install_request_limits(app, settings)
     app.add_middleware(RequestContextMiddleware)  # outermost: refusals get a request id too
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs_router.router)
+    app.include_router(events_router.router)
     app.include_router(archive_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)

@@ -32,6 +32,11 @@ CALLBACKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EVENT_BODIES_DROPPED = Counter(
+    _PREFIX + "event_bodies_dropped",
+    "Job events stored without their body: the job already kept its share (app/jobs/events.py).",
+    registry=REGISTRY,
+)
 EVOLINK_REQUESTS = Counter(
     _PREFIX + "evolink_requests",
     "Calls to EvoLink, by operation, HTTP status (or `error`) and EvoLink's error code.",
@@ -89,3 +94,16 @@ ARCHIVE_LAG = Histogram(
 def job_finished(source: str, status: str) -> None:
     """Count a job reaching a final state here."""
     JOBS_FINISHED.labels(source=source, status=status).inc()
+
+
+WAITERS = Gauge(
+    _PREFIX + "waiters",
+    "Requests (Prefer: wait) and event streams waiting on a job in this process (cap: "
+    "MAX_WAITERS).",
+    registry=REGISTRY,
+)
+WAITERS_REFUSED = Counter(
+    _PREFIX + "waiters_refused",
+    "Waits and streams refused with 503 because MAX_WAITERS were already open.",
+    registry=REGISTRY,
+)

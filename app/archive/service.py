@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.archive import repository
 from app.archive.models import ArchiveImage, ArchiveStatus, ImageStatus
 from app.errors import AppError, ResourceNotFound
+from app.events import changes
 from app.jobs import service as jobs_service
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,7 @@ async def finish_job_archive(session: AsyncSession, job_id: uuid.UUID, status: s
     ended = await repository.set_archive_status(session, job_id, ArchiveStatus.PENDING, status)
     if ended:
         log.info("job_archive_ended", job_id=str(job_id), archive_status=status)
+        await changes.announce(session, job_id)  # waiters see the archived images' URLs
     return ended
 
 

@@ -11,3 +11,7 @@ class CallbackTooLarge(AppError):
 
 class CallbackMalformed(AppError):
     status, code, title = 400, "callback_malformed", "Callback body is not a task"
+
+
+class CallbackIncomplete(AppError):
+    status, code, title = 400, "callback_incomplete", "Callback body incomplete"

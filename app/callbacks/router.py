@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+import structlog
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from app.callbacks.errors import CallbackMalformed, CallbackTooLarge
-from app.callbacks.reading import BodyTooLarge, read_limited
+from app.callbacks.errors import CallbackIncomplete, CallbackMalformed, CallbackTooLarge
+from app.callbacks.reading import BodyIncomplete, BodyTooLarge, read_limited
 from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SignerDep, wake_worker
 from app.errors import JobNotFound
@@ -26,6 +28,7 @@ from app.jobs.state_machine import (
 from app.metrics import CALLBACKS
 from app.openapi import problem_responses
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["callbacks"])
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -60,18 +63,24 @@ async def receive_callback(
         raise CallbackTooLarge(
             f"callback bodies are limited to {MAX_CALLBACK_BYTES} bytes"
         ) from None
+    except BodyIncomplete:
+        # Nobody is left to answer, and nothing arrived to record: not an error of ours.
+        log.info("callback_incomplete", job_id=str(job_id))
+        raise CallbackIncomplete("the client disconnected before sending the whole body") from None
     body = raw.decode("utf-8", errors="replace")
     try:
         task = Task.model_validate_json(raw)
-    except ValidationError:
-        await _reject(session, job_id, body, "not a JSON object with an id")
+    except ValidationError as exc:
+        fields = _invalid_fields(exc)
+        await _reject(session, job_id, body, f"not an EvoLink task: invalid {fields}")
         raise CallbackMalformed(
-            "expected EvoLink's task object: a JSON object with an id"
+            f"expected EvoLink's task object (a JSON object with an id); invalid: {fields}"
         ) from None
 
     observation = Observation(task, EventSource.CALLBACK, body)
     if settings.verify_callbacks and target_status(task) is not None:
-        result = await defer_observation(session, job_id, observation)
+        debounce = timedelta(seconds=settings.poll_backoff_initial_seconds)
+        result = await defer_observation(session, job_id, observation, debounce=debounce)
     else:
         result = await apply_observation(session, job_id, observation)
     await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})
@@ -82,6 +91,12 @@ async def receive_callback(
     if result.task_mismatch:
         raise TaskMismatch(f"this job is bound to another EvoLink task than {task.id}")
     return {"outcome": result.outcome}
+
+
+def _invalid_fields(exc: ValidationError) -> str:
+    """The fields a task body got wrong, by name only (never the values, which may be huge)."""
+    names = [".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()]
+    return ", ".join(list(dict.fromkeys(names))[:5]) or "body"
 
 
 async def _reject(session: SessionDep, job_id: uuid.UUID, body: str | None, detail: str) -> None:

@@ -5,8 +5,10 @@ Every failure surfaces as one `ConsoleError` whose message fits on one line.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NotRequired, Self, TypedDict, cast
@@ -15,6 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# A stream is silent between events but for heartbeats (every 15 s by default).
+STREAM_READ_TIMEOUT_SECONDS = 60.0
 USAGE_EXIT_CODE = 2
 KEY_HINT = "check --api-key or EVOLINK_JOBS_API_KEY"
 
@@ -26,6 +30,10 @@ class ConsoleError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class StreamInterrupted(ConsoleError):
+    """A job's event stream could not be opened or broke off: worth opening again."""
 
 
 class JobStatus(enum.StrEnum):
@@ -155,6 +163,30 @@ class JobsClient:
     def get_job(self, job_id: str) -> Job:
         """One job by id."""
         return cast(Job, self._call("GET", f"/v1/jobs/{job_id}"))
+
+    @contextlib.contextmanager
+    def job_stream(self, job_id: str, last_event_id: str | None) -> Iterator[httpx.Response]:
+        """`GET /v1/jobs/{id}/stream` opened (status checked), its lines still to read."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT_SECONDS)
+        try:
+            with self._http.stream(
+                "GET", f"/v1/jobs/{job_id}/stream", headers=headers, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise self._failure(response)
+                yield response
+        except httpx.TimeoutException:
+            raise StreamInterrupted(
+                f"the service at {self.base_url} sent nothing for {STREAM_READ_TIMEOUT_SECONDS:g} s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise StreamInterrupted(
+                f"cannot reach the service at {self.base_url}: {_reason(exc)}"
+            ) from None
 
     def list_jobs(
         self, *, status: str | None = None, limit: int = 50, cursor: str | None = None

@@ -12,7 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from app.console import downloads, output
+from app.console import downloads, output, stream
 from app.console.client import (
     USAGE_EXIT_CODE,
     ConsoleError,
@@ -20,6 +20,7 @@ from app.console.client import (
     JobRequest,
     JobsClient,
     JobStatus,
+    is_final,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -64,9 +65,12 @@ WaitOption = Annotated[
         "cancelled.",
     ),
 ]
-# Hidden: how often --wait polls; tests shorten it.
+# Hidden: how long --wait pauses before opening a dropped event stream again; tests shorten it.
 PollIntervalOption = Annotated[
-    float, typer.Option("--poll-interval", hidden=True, min=0.0, help="Seconds between polls.")
+    float,
+    typer.Option(
+        "--poll-interval", hidden=True, min=0.0, help="Seconds before reopening a dropped stream."
+    ),
 ]
 
 
@@ -109,11 +113,17 @@ def checked_job_id(job_id: str) -> str:
 
 
 def follow_to_end(client: JobsClient, job: Job, interval: float, as_json: bool) -> Job:
-    """Poll until the job ends (a progress bar on a terminal, nothing with --json)."""
+    """Follow the job's event stream until it ends (a progress bar on a terminal, nothing with
+    --json); `interval` is the pause before opening a dropped stream again."""
     console = None if as_json else Console(stderr=True)
     hint = f"it keeps running; follow it again with: evolink-jobs jobs show {job['id']} --wait"
     try:
-        return output.follow(job, client.get_job, interval=interval, console=console)
+        if is_final(job):
+            return job
+        with contextlib.closing(
+            stream.job_updates(client, job["id"], reconnect_delay=interval)
+        ) as updates:
+            return output.follow(job, updates, console=console)
     except ConsoleError as exc:
         raise ConsoleError(f"{exc.message} ({hint})", exit_code=exc.exit_code) from None
     except KeyboardInterrupt:

@@ -3,21 +3,30 @@ them (EvoLink's links die after 24 h), else from EvoLink's links."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from app.console.client import Job, JobsClient
+from app.console.stream import job_updates
 
 ARCHIVE_WAIT_SECONDS = 120
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
 def wait_for_archive(client: JobsClient, job: Job, interval: float) -> Job:
-    """The job once its archiving has ended (or after ARCHIVE_WAIT_SECONDS, as it stands)."""
-    deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
-    while job.get("archive_status") == "pending" and time.monotonic() < deadline:
-        time.sleep(interval)
-        job = client.get_job(job["id"])
+    """The job once its archiving has ended (or after ARCHIVE_WAIT_SECONDS, as it stands),
+    followed on its event stream; `interval` is the pause before reopening a dropped one."""
+    if job.get("archive_status") != "pending":
+        return job
+    until = time.monotonic() + ARCHIVE_WAIT_SECONDS
+    with contextlib.closing(
+        job_updates(client, job["id"], reconnect_delay=interval, until=until)
+    ) as updates:
+        for update in updates:
+            job = update
+            if job.get("archive_status") != "pending":
+                break
     return job
 
 

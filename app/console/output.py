@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,14 +102,9 @@ def outcome_line(job: Job) -> str:
     return CONTROL_CHARACTERS.sub("?", f"job {job['id']} {job['status']}: {reason}")
 
 
-def follow(
-    job: Job,
-    fetch: Callable[[str], Job],
-    *,
-    interval: float,
-    console: Console | None,
-) -> Job:
-    """Poll the job until it is final, showing a progress bar on `console` when it is a terminal.
+def follow(job: Job, updates: Iterable[Job], *, console: Console | None) -> Job:
+    """Show the job's progress from `updates` until it is final, with a progress bar on
+    `console` when it is a terminal; the job as it ended.
 
     KeyboardInterrupt propagates: the job keeps running on the service.
     """
@@ -125,12 +119,13 @@ def follow(
     )
     with progress:
         task = progress.add_task(_description(job), total=_total(job), completed=job["progress"])
-        while not is_final(job):
-            time.sleep(interval)
-            job = fetch(job["id"])
+        for update in updates:
+            job = update
             progress.update(
                 task, description=_description(job), total=_total(job), completed=job["progress"]
             )
+            if is_final(job):
+                break
     return job
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -56,8 +57,14 @@ class EvolinkClient:
         return _parse_task(response)
 
     async def get_task(self, task_id: str) -> Task:
-        """Read a task's current state."""
-        response = await self._send("get_task", "GET", TASK_PATH.format(task_id=task_id))
+        """Read a task's current state.
+
+        The id is one path segment, encoded as such whatever it holds: a stored id must never
+        steer the request (with our key) to another path on EvoLink's host.
+        """
+        # Dots too: `..` alone is a segment that URL normalisation would resolve.
+        path = TASK_PATH.format(task_id=quote(task_id, safe="").replace(".", "%2E"))
+        response = await self._send("get_task", "GET", path)
         return _parse_task(response)
 
     async def is_simulator(self) -> bool:

@@ -13,6 +13,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import changes
 from app.jobs.models import EventSource, JobStatus
 from app.metrics import job_finished
 
@@ -23,3 +24,4 @@ async def job_changed(
     """`job_id` now has `status` (or new progress) because of `source`; the caller commits."""
     if status.is_final:
         job_finished(source, status)
+    await changes.announce(session, job_id)

@@ -99,6 +99,10 @@ class Job(Base):
     submit_attempts: Mapped[int] = mapped_column(default=0)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     poll_attempts: Mapped[int] = mapped_column(default=0)
+    # When a callback last asked for a confirmation poll, of which task: callbacks naming that
+    # task again within POLL_BACKOFF_INITIAL_SECONDS ask for none sooner (state_machine.py).
+    confirm_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_task_id: Mapped[str | None] = mapped_column(String(128))
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

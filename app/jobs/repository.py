@@ -168,10 +168,48 @@ async def add_event(session: AsyncSession, event: JobEvent) -> None:
     await session.flush()
 
 
-async def list_events(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobEvent]:
-    """A job's events, oldest first."""
-    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+async def list_events(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    *,
+    limit: int | None = None,
+    after_id: int | None = None,
+) -> Sequence[JobEvent]:
+    """A job's events, oldest first: up to `limit` of them, strictly after event `after_id`."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after_id is not None:
+        query = query.where(JobEvent.id > after_id)
+    query = query.order_by(JobEvent.id).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def last_confirmation(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[datetime | None, str | None, str | None]:
+    """When a callback last asked for a confirmation poll, of which task, and the job's task."""
+    row = (
+        await session.execute(
+            select(Job.confirm_requested_at, Job.confirm_task_id, Job.evolink_task_id).where(
+                Job.id == job_id
+            )
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+
+
+async def lock_job(session: AsyncSession, job_id: uuid.UUID) -> None:
+    """Hold the job's row until the transaction ends (PostgreSQL; SQLite locks the database)."""
+    await session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
+async def count_event_bodies(
+    session: AsyncSession, job_id: uuid.UUID, outcomes: Sequence[str]
+) -> int:
+    """How many of the job's events with one of `outcomes` keep their body."""
+    query = select(func.count()).where(
+        JobEvent.job_id == job_id, JobEvent.outcome.in_(outcomes), JobEvent.body.is_not(None)
+    )
+    return await session.scalar(query) or 0
 
 
 async def job_exists(session: AsyncSession, job_id: uuid.UUID) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -17,10 +17,14 @@ from app.auth.dependencies import CallerDep
 from app.db import SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
+from app.events import service as waits_service
+from app.events.prefer import PreferWaitDep, preference_applied
+from app.events.waiters import WaitersDep
+from app.jobs import events as job_events
 from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
-from app.jobs.schemas import JobCreate, JobEventList, JobEventRead, JobPage, JobRead
+from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
 from app.openapi import problem_responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -43,6 +47,8 @@ async def create_job(
     submitter: SubmitterDep,
     settings: SettingsDep,
     request: Request,
+    waiters: WaitersDep,
+    wait: PreferWaitDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -87,6 +93,9 @@ async def create_job(
             session, caller, key, response.status_code, json.loads(bytes(response.body))
         )
     await session.commit()
+    if wait is not None and problem is None:
+        location = {"Location": f"/v1/jobs/{job.id}"}
+        return await _waited(waiters, caller, job.id, wait, status.HTTP_202_ACCEPTED, location)
     return response
 
 
@@ -141,8 +150,16 @@ async def list_jobs(
     responses=problem_responses(401, 404, 422),
     summary="Get a job",
 )
-async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> JobRead:
-    """One of the caller's jobs."""
+async def get_job(
+    job_id: uuid.UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    waiters: WaitersDep,
+    wait: PreferWaitDep,
+) -> Response | JobRead:
+    """One of the caller's jobs; with `Prefer: wait=N`, once it is final or N seconds pass."""
+    if wait is not None:
+        return await _waited(waiters, caller, job_id, wait, status.HTTP_200_OK, {})
     job = await jobs_service.get_job(session, caller, job_id)
     images = await archive_service.archived_images_by_job(session, [job.id])
     return to_read(job, images[job.id])
@@ -150,28 +167,40 @@ async def get_job(job_id: uuid.UUID, caller: CallerDep, session: SessionDep) -> 
 
 @router.get(
     "/{job_id}/events",
-    response_model=JobEventList,
-    responses=problem_responses(401, 404, 422),
+    response_model=JobEventPage,
+    responses=problem_responses(400, 401, 404, 422),
     summary="A job's history",
 )
 async def list_job_events(
-    job_id: uuid.UUID, caller: CallerDep, session: SessionDep
-) -> JobEventList:
-    """Every callback (and later poll) received for the job, oldest first."""
-    events = await jobs_service.list_events(session, caller, job_id)
-    return JobEventList(
-        data=[
-            JobEventRead(
-                id=e.id,
-                received_at=e.received_at,
-                source=e.source,
-                status=e.status,
-                outcome=e.outcome,
-                detail=e.detail,
-                body=_parsed(e.body),
-            )
-            for e in events
-        ]
+    job_id: uuid.UUID,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobEventPage:
+    """Every submit answer, callback, poll and local verdict for the job, oldest first, a page
+    at a time."""
+    page, next_cursor = await job_events.list_page(
+        session, caller, job_id, limit=limit, cursor=cursor
+    )
+    return JobEventPage(data=[job_events.to_read(e) for e in page], next_cursor=next_cursor)
+
+
+async def _waited(
+    waiters: WaitersDep,
+    caller: str,
+    job_id: uuid.UUID,
+    seconds: int,
+    status_code: int,
+    headers: dict[str, str],
+) -> JSONResponse:
+    """The job once final or after `seconds` (`Prefer: wait`), holding no connection meanwhile."""
+    snapshot = await waits_service.wait_until_final(
+        waiters.hub, waiters.sessions, caller, job_id, seconds
+    )
+    body = to_read(snapshot.job, snapshot.images).model_dump(mode="json")
+    return JSONResponse(
+        body, status_code=status_code, headers={**headers, **preference_applied(seconds)}
     )
 
 
@@ -187,12 +216,3 @@ def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
             "images": [image_read(image) for image in images],
         }
     )
-
-
-def _parsed(body: str | None) -> Any:
-    if body is None:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body

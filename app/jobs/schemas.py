@@ -19,11 +19,15 @@ from pydantic import (
 
 from app.archive.schemas import ImageRead
 from app.evolink.models import DEFAULT_MODEL, MAX_URL_CHARS, MODELS, ModelSpec
+from app.safe_json import MAX_JSON_DEPTH, check_json, check_text
 
 MAX_METADATA_BYTES = 16 * 1024
 
 
 def _http_url(value: str) -> str:
+    check_text(value)
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL")
@@ -101,7 +105,9 @@ class JobCreate(BaseModel):
         None, description="Edit mask (PNG); only with exactly one image URL."
     )
     metadata: dict[str, Any] | None = Field(
-        None, description="Any JSON object up to 16 KiB, stored and returned as given."
+        None,
+        description="Any JSON object up to 16 KiB and "
+        f"{MAX_JSON_DEPTH} levels deep (finite numbers, no NUL), stored and returned as given.",
     )
 
     @field_validator("model")
@@ -114,6 +120,7 @@ class JobCreate(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_length(cls, value: str, info: ValidationInfo) -> str:
+        check_text(value)
         if not value.strip():
             raise ValueError("must not be empty")
         spec = _spec(info)
@@ -156,6 +163,7 @@ class JobCreate(BaseModel):
     @classmethod
     def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            check_json(value)
             encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
             if len(encoded) > MAX_METADATA_BYTES:
                 raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
@@ -265,8 +273,19 @@ class JobEventRead(BaseModel):
     status: str | None
     outcome: str
     detail: str | None
-    body: Any = Field(description="The body as received: parsed JSON, or the raw text.")
+    body: Any = Field(
+        description="The body as received: parsed JSON, or the raw text when it is not JSON "
+        "that renders (too deep, NaN); null when not kept (see `detail`)."
+    )
 
 
-class JobEventList(BaseModel):
+class JobEventPage(BaseModel):
+    """One page of a job's history, oldest first."""
+
     data: list[JobEventRead]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+JobEventList = JobEventPage  # the name before paging

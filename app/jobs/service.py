@@ -15,7 +15,7 @@ from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.models import MODELS
 from app.jobs import repository
-from app.jobs.models import Job, JobEvent, JobStatus
+from app.jobs.models import Job, JobStatus
 from app.jobs.pagination import decode_cursor, encode_cursor
 from app.jobs.schemas import JobCreate
 
@@ -65,9 +65,3 @@ async def list_jobs(
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return page, next_cursor
-
-
-async def list_events(session: AsyncSession, caller: str, job_id: uuid.UUID) -> Sequence[JobEvent]:
-    """The caller's job's history, oldest first."""
-    await get_job(session, caller, job_id)
-    return await repository.list_events(session, job_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from app.archive.models import ArchiveStatus
 from app.db import utcnow
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
-from app.jobs import repository
+from app.jobs import events, repository
 from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, JobEvent, JobStatus, SubmitState
 
@@ -117,10 +117,32 @@ async def apply_observation(
 
 
 async def defer_observation(
-    session: AsyncSession, job_id: uuid.UUID, observation: Observation
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    observation: Observation,
+    *,
+    debounce: timedelta = timedelta(0),
 ) -> ApplyResult:
-    """Hold a final callback until EvoLink's task API confirms it: bind the task, poll now."""
+    """Hold a final callback until EvoLink's task API confirms it: bind the task, poll it now.
+
+    Debounced per task: a callback naming the task a callback named less than `debounce` ago
+    asks for no poll of its own (the one asked for stands), and a task that EvoLink has already
+    denied (the job was unbound from it) is refused. A burst of callbacks naming one task
+    (EvoLink's retries, or forgeries by whoever learnt the URL) makes one poll, not one each.
+    """
     now = utcnow()
+    task_id = observation.task.id
+    asked_at, asked_task_id, bound_task_id = await repository.last_confirmation(session, job_id)
+    values: dict[str, Any] = {
+        "confirm_requested_at": now,
+        "confirm_task_id": task_id,
+        "next_attempt_at": now,
+    }
+    if asked_at is not None and asked_task_id == task_id:
+        if bound_task_id is None:  # asked about, and unbound since: EvoLink denied it
+            return await _record(session, job_id, observation, EventOutcome.REJECTED, MISMATCH)
+        if now < asked_at + debounce:
+            values = {}
     deferred = await repository.transition_job(
         session,
         job_id,
@@ -130,7 +152,7 @@ async def defer_observation(
         overturn_local_verdicts=LOCAL_VERDICTS,
         # The submission state stays as it was: until EvoLink confirms the task, the callback
         # may be forged, and a job it named a task EvoLink does not know must go on as before.
-        values={"next_attempt_at": now},
+        values=values,
         progress=None,
     )
     if deferred:
@@ -186,7 +208,7 @@ async def fail_locally(
         },
     )
     if failed:
-        await repository.add_event(
+        await events.record(
             session,
             JobEvent(
                 job_id=job_id,
@@ -206,7 +228,7 @@ async def record_rejection(
     session: AsyncSession, job_id: uuid.UUID, source: EventSource, body: str | None, detail: str
 ) -> None:
     """Record a delivery that could not be read as a task at all."""
-    await repository.add_event(
+    await events.record(
         session,
         JobEvent(
             job_id=job_id,
@@ -273,7 +295,7 @@ async def _record(
     outcome: EventOutcome,
     detail: str | None = None,
 ) -> ApplyResult:
-    await repository.add_event(
+    await events.record(
         session,
         JobEvent(
             job_id=job_id,

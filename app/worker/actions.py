@@ -24,6 +24,14 @@ from app.jobs.submission import Submitter
 log = structlog.get_logger(__name__)
 
 
+def _not_a_task(exc: evolink_errors.EvolinkError) -> bool:
+    """Whether EvoLink's answer says the id asked about is no task: refused as a request (400
+    `invalid_task_id`), or answered 2xx with something that is not that task."""
+    if isinstance(exc, evolink_errors.EvolinkRequestRejected):
+        return True
+    return isinstance(exc, evolink_errors.EvolinkOutcomeUnknown) and 200 <= (exc.status or 0) < 300
+
+
 class JobActions:
     """The rules for a due job; each step is its own short transaction."""
 
@@ -107,10 +115,18 @@ class JobActions:
         next_poll = self.policy.next_poll_at(now, attempts, job.created_at)
         try:
             task = await self.submitter.evolink.get_task(job.evolink_task_id)
+            if task.id != job.evolink_task_id:
+                raise evolink_errors.EvolinkOutcomeUnknown(
+                    "EvoLink answered with another task than the one asked for", status=200
+                )
         except evolink_errors.EvolinkTaskNotFound:
             await self._task_not_found(job, job.evolink_task_id)
             return
         except evolink_errors.EvolinkError as exc:
+            if job.status == JobStatus.QUEUED and _not_a_task(exc):
+                # Only a callback named this id, and EvoLink does not answer it as a task.
+                await self._task_not_found(job, job.evolink_task_id)
+                return
             log.warning("poll_failed", job_id=str(job.id), status=exc.status, error=exc.message)
             retry_after = getattr(exc, "retry_after", None)
             if retry_after:

@@ -14,7 +14,7 @@ from app.jobs import idempotency
 from app.jobs.models import Job
 from app.jobs.submission import Submitter
 from app.worker.actions import JobActions
-from app.worker.claims import claim_due, release_all
+from app.worker.claims import claim_due, release_claims
 from app.worker.outage import OutageLog
 
 log = structlog.get_logger(__name__)
@@ -112,9 +112,7 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        async with self.sessions() as session:
-            released = await release_all(session, self.owner)
-            await session.commit()
+        released = await release_claims(self.sessions, self.owner)  # never raises
         log.info("worker_stopped", owner=self.owner, released_claims=released)
 
     async def _handle(self, job: Job) -> None:

@@ -68,7 +68,7 @@ async def completed_job(sessions: Sessions, results: list[str], caller: str = "a
             session, caller, JobCreate.model_validate({"prompt": "a cat"}), {}
         )
         await session.commit()
-    task = Task.model_validate(payloads.completed_task(f"task-{job.id}", results))
+    task = Task.model_validate(payloads.completed_task(f"task-unified-{job.id.hex}", results))
     async with sessions() as session:
         await apply_observation(session, job.id, Observation(task, EventSource.POLL))
         await session.commit()

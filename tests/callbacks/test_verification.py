@@ -129,8 +129,8 @@ async def test_forged_callback_then_a_404_for_the_jobs_own_task_injects_no_resul
 @pytest.mark.parametrize(
     "forged",
     [
-        payloads.failed_task("task-forged", code="content_policy_violation"),
-        payloads.processing_task("task-forged", progress=50),
+        payloads.failed_task("task-unified-forged", code="content_policy_violation"),
+        payloads.processing_task("task-unified-forged", progress=50),
     ],
 )
 async def test_forged_task_id_cannot_hijack_a_job_whose_submission_is_unknown(
@@ -144,7 +144,7 @@ async def test_forged_task_id_cannot_hijack_a_job_whose_submission_is_unknown(
     create = evolink.post("/v1/images/generations").mock(return_value=httpx.Response(500))
     job = (await client.post("/v1/jobs", json={"prompt": "a cat"})).json()
     path = httpx.URL(json.loads(create.calls.last.request.content)["callback_url"]).path
-    forged_get = evolink.get("/v1/tasks/task-forged").mock(return_value=httpx.Response(404))
+    forged_get = evolink.get("/v1/tasks/task-unified-forged").mock(return_value=httpx.Response(404))
 
     assert (await anonymous.post(path, json=forged)).json() == {"outcome": "deferred"}
     await run(worker)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from typing import Any
 
 import httpx
 import pytest
 import typer
 
-from app.console.client import ConsoleError, Job, JobsClient
+from app.console.client import ConsoleError, JobsClient
 from tests.conftest import ALPHA_KEY
 from tests.console.conftest import Service
 from tests.console.support import Env, one_line_failure, run
@@ -155,17 +156,13 @@ def test_ctrl_c_while_following_says_the_job_keeps_running(
     console: typer.Typer, env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = json.loads(run(console, env, "submit", "a fox [sim duration=1]", "--json").stdout)
-    real_get_job = JobsClient.get_job
-    calls = 0
 
-    def interrupted_on_the_first_poll(self: JobsClient, job_id: str) -> Job:
-        nonlocal calls
-        calls += 1
-        if calls > 1:  # the first call is `show` itself; the second, the first poll
-            raise KeyboardInterrupt
-        return real_get_job(self, job_id)
+    def interrupted_while_following(
+        self: JobsClient, job_id: str, last_event_id: str | None
+    ) -> Any:
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(JobsClient, "get_job", interrupted_on_the_first_poll)
+    monkeypatch.setattr(JobsClient, "job_stream", interrupted_while_following)
     line = one_line_failure(
         run(console, env, "jobs", "show", job["id"], "--wait", "--poll-interval", "0.05"), 130
     )

@@ -44,9 +44,9 @@ async def test_list_is_newest_first_and_filters_by_status(
     evolink: respx.MockRouter,
     worker: Worker,
 ) -> None:
-    first, _ = await submit(client, evolink, task_id="task-1")
-    second, path = await submit(client, evolink, task_id="task-2")
-    await complete(anonymous, evolink, worker, path, "task-2")
+    first, _ = await submit(client, evolink, task_id="task-unified-1")
+    second, path = await submit(client, evolink, task_id="task-unified-2")
+    await complete(anonymous, evolink, worker, path, "task-unified-2")
 
     listed = (await client.get("/v1/jobs")).json()["data"]
     assert [j["id"] for j in listed] == [second["id"], first["id"]]
@@ -81,7 +81,7 @@ async def test_paging_never_skips_or_repeats_while_jobs_are_created(
     counter = iter(range(10_000))
     evolink.post("/v1/images/generations").mock(
         side_effect=lambda _request: httpx.Response(
-            200, json=payloads.created_task(f"task-{next(counter)}")
+            200, json=payloads.created_task(f"task-unified-{next(counter)}")
         )
     )
 
@@ -120,8 +120,8 @@ async def test_paging_never_skips_or_repeats_while_jobs_are_created(
 async def test_last_page_has_no_cursor(
     client: httpx.AsyncClient, evolink: respx.MockRouter
 ) -> None:
-    await submit(client, evolink, task_id="t-a")
-    await submit(client, evolink, task_id="t-b")
+    await submit(client, evolink, task_id="task-unified-a")
+    await submit(client, evolink, task_id="task-unified-b")
     page = (await client.get("/v1/jobs", params={"limit": 2})).json()
     assert len(page["data"]) == 2 and page["next_cursor"] is None
     page = (await client.get("/v1/jobs", params={"limit": 1})).json()

@@ -104,7 +104,7 @@ def evolink() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=EVOLINK_URL, assert_all_called=False) as router:
         router.post("/v1/images/generations").mock(
             side_effect=lambda _request: httpx.Response(
-                200, json=payloads.created_task(f"task-outage-{uuid.uuid4().hex}")
+                200, json=payloads.created_task(f"task-unified-outage-{uuid.uuid4().hex}")
             )
         )
         yield router

@@ -97,10 +97,10 @@ async def test_a_tick_claims_at_most_its_free_capacity(
 ) -> None:
     jobs = []
     for n in range(3):
-        job, _ = await submit(client, evolink, task_id=f"task-capacity-{n}")
+        job, _ = await submit(client, evolink, task_id=f"task-unified-capacity-{n}")
         jobs.append(job["id"])
     gate = Gate(httpx.Response(200, json=payloads.processing_task()))
-    evolink.get(url__regex=r"/v1/tasks/task-capacity-\d").mock(side_effect=gate)
+    evolink.get(url__regex=r"/v1/tasks/task-unified-capacity-\d").mock(side_effect=gate)
     for job_id in jobs:
         await set_job(session_factory, job_id, next_attempt_at=ago(1))
 

@@ -92,11 +92,11 @@ async def test_stop_lets_handlers_finish_within_the_grace(
 async def test_stop_releases_every_claim_it_holds(
     client: httpx.AsyncClient, evolink: respx.MockRouter, worker: Worker, session_factory: Sessions
 ) -> None:
-    polled, _ = await submit(client, evolink, task_id="task-polled")
-    held, _ = await submit(client, evolink, task_id="task-held")
-    other, _ = await submit(client, evolink, task_id="task-other")
-    gate = Gate(httpx.Response(200, json=payloads.processing_task("task-polled")))
-    evolink.get("/v1/tasks/task-polled").mock(side_effect=gate)
+    polled, _ = await submit(client, evolink, task_id="task-unified-polled")
+    held, _ = await submit(client, evolink, task_id="task-unified-held")
+    other, _ = await submit(client, evolink, task_id="task-unified-other")
+    gate = Gate(httpx.Response(200, json=payloads.processing_task("task-unified-polled")))
+    evolink.get("/v1/tasks/task-unified-polled").mock(side_effect=gate)
     await make_due(session_factory, polled["id"])
     assert await worker.tick() == 1
     await asyncio.wait_for(gate.entered.wait(), timeout=5)
