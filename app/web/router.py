@@ -209,15 +209,20 @@ async def newer_rows(
 
 @router.get("/jobs/{job_id}")
 async def job_page(
-    request: Request, job_id: uuid.UUID, console: ConsoleSessionDep, session: SessionDep
+    request: Request,
+    job_id: uuid.UUID,
+    console: ConsoleSessionDep,
+    session: SessionDep,
+    events_after: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    """One job: its images, request, timeline and error."""
-    detail = await web_service.job_detail(session, console.caller, job_id)
+    """One job: its images, request, timeline (a page of events at a time) and error."""
+    detail = await web_service.job_detail(session, console.caller, job_id, events_after)
     context = {
         "title": f"Job {str(job_id)[:8]}",
         "nav": "jobs",
         "detail": detail,
         "job": detail.job,
+        "later_page": events_after is not None,
         "now": utcnow(),
         # NOTIFICATIONS: pass `notifications` here once webhooks land (see job.html).
     }

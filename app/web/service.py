@@ -153,21 +153,33 @@ async def job_row(session: AsyncSession, viewer: Caller, job_id: uuid.UUID) -> J
     return await _with_images(session, [await visible_job(session, viewer, job_id)])
 
 
+TIMELINE_PAGE = 200
+
+
 @dataclass(frozen=True)
 class JobDetail:
-    """Everything the job page shows."""
+    """Everything the job page shows: `events` is one page of the timeline, and
+    `more_after` the id of its last event when later ones exist."""
 
     job: Job
     images: list[ArchiveImage]
     events: Sequence[JobEvent]
+    more_after: int | None = None
 
 
-async def job_detail(session: AsyncSession, viewer: Caller, job_id: uuid.UUID) -> JobDetail:
-    """A visible job with its archived images and its events, oldest first."""
+async def job_detail(
+    session: AsyncSession, viewer: Caller, job_id: uuid.UUID, events_after: int | None = None
+) -> JobDetail:
+    """A visible job with its archived images and a page of its events, oldest first (after
+    event `events_after`, when given)."""
     job = await visible_job(session, viewer, job_id)
     images = await archive_service.archived_images_by_job(session, [job.id])
-    events = await jobs_repository.list_events(session, job.id)
-    return JobDetail(job, images[job.id], events)
+    events = await jobs_repository.list_events(
+        session, job.id, limit=TIMELINE_PAGE + 1, after_id=events_after
+    )
+    page = events[:TIMELINE_PAGE]
+    more_after = page[-1].id if len(events) > TIMELINE_PAGE else None
+    return JobDetail(job, images[job.id], page, more_after)
 
 
 async def viewer_image(

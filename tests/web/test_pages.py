@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.db import utcnow
+from app.web.service import TIMELINE_PAGE
 from tests.support.rows import set_job
 from tests.web.conftest import GAMMA_KEY, Sessions, add_event, add_job, browser, sign_in
 
@@ -246,3 +247,20 @@ async def test_spend_counts_reserved_credits_per_day_by_caller(
         own = await gamma_console.get("/console/spend")
         assert '<strong id="spend-total">9</strong>' in own.text  # gamma's alone
         assert ">beta<" not in own.text
+
+
+async def test_a_long_timeline_is_read_a_page_at_a_time(
+    alpha_console: httpx.AsyncClient, session_factory: Sessions
+) -> None:
+    job = await add_job(session_factory)
+    for index in range(TIMELINE_PAGE + 3):
+        await add_event(
+            session_factory, job, source="callback", outcome="duplicate", detail=f"copy {index}"
+        )
+    first = await alpha_console.get(f"/console/jobs/{job.id}")
+    assert first.text.count("outcome-duplicate") == TIMELINE_PAGE and "copy 0<" in first.text
+    later = re.search(r'<a id="later-events" href="([^"]+)"', first.text)
+    assert later is not None
+    second = await alpha_console.get(later.group(1))
+    assert second.text.count("outcome-duplicate") == 3
+    assert f"copy {TIMELINE_PAGE}<" in second.text and "later-events" not in second.text
