@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +16,10 @@ from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
 
 MIN_CALLBACK_SECRET_BYTES = 32
+DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# A NOTIFY_ALLOWED_HOSTS name: DNS labels, any of which may be `*` (`*.corp.example`).
+_LABEL = r"(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+_ALLOWED_HOST = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 
 
 class Settings(BaseSettings):
@@ -74,6 +81,10 @@ class Settings(BaseSettings):
     max_waiters: int = Field(default=1000, ge=1)
     wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
     stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+    # Webhooks to callers (README, "Webhooks"): who may be called, and how often it is retried.
+    notify_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    notify_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_NOTIFY_RETRY_SCHEDULE
+    notify_timeout_seconds: float = Field(default=10, gt=0)
 
     # The web console (README, "Web console"): its session cookie's key and lifetime.
     console_secret: SecretStr | None = None
@@ -83,6 +94,41 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("notify_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_allowed_hosts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        entries = tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _ALLOWED_HOST.match(entry):
+                    raise ValueError(
+                        f"{entry[:80]!r} is neither a host name, a wildcard (*.corp.example), "
+                        "an IP address nor a CIDR range"
+                    ) from None
+        return entries
+
+    @field_validator("notify_retry_schedule", mode="before")
+    @classmethod
+    def _parse_retry_schedule(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        delays: list[float] = []
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            try:
+                delay = float(entry)
+            except ValueError:
+                raise ValueError(f"{entry[:40]!r} is not a number of seconds") from None
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"{entry[:40]!r} must be 0 or more seconds")
+            delays.append(delay)
+        return tuple(delays)
 
     @field_validator("callers_file", "callbacks_port", "console_secret", mode="before")
     @classmethod

@@ -24,6 +24,8 @@ from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.migrations import assert_database_at_head
+from app.notifications import router as notifications_router
+from app.notifications.worker import build_notification_worker
 from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
 from app.web import router as web_router
@@ -64,6 +66,7 @@ def create_app(
         worker = build_worker(settings, sessions, submitter) if run_worker else None
         archive_store = ArchiveStore.from_settings(settings)
         archiver = build_archive_worker(settings, sessions, archive_store) if run_worker else None
+        notifier = build_notification_worker(settings, sessions) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
@@ -73,6 +76,7 @@ def create_app(
         app.state.archive_store = archive_store
         waiters = app.state.waiters = Waiters(settings, sessions)
         await waiters.start()
+        app.state.notifier = notifier
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -83,10 +87,14 @@ def create_app(
         if worker is not None and archiver is not None:
             worker.start()
             archiver.start()
+        if notifier is not None:
+            notifier.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop(settings.shutdown_timeout_seconds)
             if worker is not None and archiver is not None:
                 await archiver.stop(settings.shutdown_timeout_seconds)
                 await worker.stop(settings.shutdown_timeout_seconds)
@@ -111,6 +119,7 @@ def create_app(
     app.include_router(jobs_router.router)
     app.include_router(events_router.router)
     app.include_router(archive_router.router)
+    app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
     web_router.install(app)

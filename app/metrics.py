@@ -107,3 +107,21 @@ WAITERS_REFUSED = Counter(
     "Waits and streams refused with 503 because MAX_WAITERS were already open.",
     registry=REGISTRY,
 )
+NOTIFICATION_DELIVERIES = Counter(
+    _PREFIX + "notification_deliveries",
+    "Webhook events this process finished delivering, by outcome (delivered, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    _PREFIX + "notification_attempts",
+    "Webhook POSTs made, by result (2xx, 3xx, 4xx, 5xx, timeout, error, refused).",
+    ["result"],
+    registry=REGISTRY,
+)
+NOTIFICATION_LAG = Histogram(
+    _PREFIX + "notification_delivery_lag_seconds",
+    "Time from a webhook event entering the outbox to its delivery (2xx).",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 24 * 3600),
+    registry=REGISTRY,
+)

@@ -25,6 +25,7 @@ from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
+from app.notifications import service as notifications_service
 from app.openapi import problem_responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -58,6 +59,8 @@ async def create_job(
     ] = None,
 ) -> Response:
     """Store the job and submit it to EvoLink (or queue it); 202 with the job."""
+    if body.notify_url is not None:
+        await notifications_service.check_notify_url(settings, caller, body.notify_url)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     digest = idempotency.fingerprint(body)
     async with submitter.free_slot() as sending:
