@@ -224,9 +224,29 @@ async def job_page(
         "job": detail.job,
         "later_page": events_after is not None,
         "now": utcnow(),
-        # NOTIFICATIONS: pass `notifications` here once webhooks land (see job.html).
+        "notifications": detail.notifications,
     }
     return render(request, "job.html", context)
+
+
+@router.post("/jobs/{job_id}/notifications/{event_id}/retry")
+async def deliver_again(
+    request: Request,
+    job_id: uuid.UUID,
+    event_id: Annotated[str, Path(max_length=64)],
+    console: ConsoleSessionDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    """Deliver one of the job's webhook events again now (the form carries the CSRF token)."""
+    if not tokens_match(console.csrf_token, csrf_token):
+        raise CsrfRefused("The form's security token is missing or stale: reload the page.")
+    await web_service.deliver_again(session, console.caller, job_id, event_id)
+    await session.commit()
+    notifier = getattr(request.app.state, "notifier", None)
+    if notifier is not None:
+        notifier.wake()
+    return RedirectResponse(f"/console/jobs/{job_id}#notifications", status_code=303)
 
 
 @router.get("/jobs/{job_id}/row")

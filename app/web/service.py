@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,8 @@ from app.errors import JobNotFound
 from app.jobs import repository as jobs_repository
 from app.jobs.models import Job, JobEvent, JobStatus
 from app.jobs.pagination import decode_cursor, encode_cursor
+from app.notifications import service as notifications_service
+from app.notifications.models import Notification, NotificationAttempt
 from app.web import repository
 from app.web.errors import InvalidFilter
 
@@ -165,6 +167,9 @@ class JobDetail:
     images: list[ArchiveImage]
     events: Sequence[JobEvent]
     more_after: int | None = None
+    notifications: list[tuple[Notification, list[NotificationAttempt]]] = field(
+        default_factory=list
+    )
 
 
 async def job_detail(
@@ -179,7 +184,16 @@ async def job_detail(
     )
     page = events[:TIMELINE_PAGE]
     more_after = page[-1].id if len(events) > TIMELINE_PAGE else None
-    return JobDetail(job, images[job.id], page, more_after)
+    notifications = await notifications_service.list_notifications(session, job.caller, job.id)
+    return JobDetail(job, images[job.id], page, more_after, notifications)
+
+
+async def deliver_again(
+    session: AsyncSession, viewer: Caller, job_id: uuid.UUID, event_id: str
+) -> None:
+    """Deliver a visible job's webhook event again now (the API's retry, for the console)."""
+    job = await visible_job(session, viewer, job_id)
+    await notifications_service.retry_now(session, job.caller, job.id, event_id)
 
 
 async def viewer_image(

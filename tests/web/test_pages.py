@@ -10,9 +10,18 @@ import httpx
 from fastapi import FastAPI
 
 from app.db import utcnow
+from app.notifications.models import Notification, NotificationAttempt
 from app.web.service import TIMELINE_PAGE
 from tests.support.rows import set_job
-from tests.web.conftest import GAMMA_KEY, Sessions, add_event, add_job, browser, sign_in
+from tests.web.conftest import (
+    GAMMA_KEY,
+    Sessions,
+    add_event,
+    add_job,
+    browser,
+    csrf_token,
+    sign_in,
+)
 
 
 def job_ids(html: str) -> list[str]:
@@ -264,3 +273,60 @@ async def test_a_long_timeline_is_read_a_page_at_a_time(
     second = await alpha_console.get(later.group(1))
     assert second.text.count("outcome-duplicate") == 3
     assert f"copy {TIMELINE_PAGE}<" in second.text and "later-events" not in second.text
+
+
+async def test_webhook_events_are_shown_and_delivered_again_with_a_csrf_token(
+    alpha_console: httpx.AsyncClient, ops_console: httpx.AsyncClient, session_factory: Sessions
+) -> None:
+    job = await add_job(session_factory)
+    theirs = await add_job(session_factory, "beta")
+    async with session_factory() as session:
+        for owner, event_id in [(job, "msg_alpha"), (theirs, "msg_beta")]:
+            session.add(
+                Notification(
+                    event_id=event_id, job_id=owner.id, caller=owner.caller,
+                    url="https://hooks.test/x", type="job.completed", payload="{}",
+                    status="failed", attempts=7, created_at=utcnow(),
+                )
+            )  # fmt: skip
+        await session.flush()
+        session.add(
+            NotificationAttempt(
+                event_id="msg_alpha", attempted_at=utcnow(), attempted_by="w", http_status=503,
+                error="HTTP 503",
+            )
+        )  # fmt: skip
+        await session.commit()
+    page = await alpha_console.get(f"/console/jobs/{job.id}")
+    assert "Notifications" in page.text and "HTTP 503" in page.text
+    retry = f"/console/jobs/{job.id}/notifications/msg_alpha/retry"
+    assert (await alpha_console.post(retry, data={})).status_code == 403
+    assert (await stored_notification(session_factory, "msg_alpha")).status == "failed"
+    answer = await alpha_console.post(retry, data={"csrf_token": csrf_token(page.text)})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/console/jobs/{job.id}#notifications"
+    restarted = await stored_notification(session_factory, "msg_alpha")
+    assert (restarted.status, restarted.attempts) == ("pending", 0)
+    # Another caller's job's event cannot be touched (its job is not found).
+    other = f"/console/jobs/{theirs.id}/notifications/msg_beta/retry"
+    assert (
+        await alpha_console.post(other, data={"csrf_token": csrf_token(page.text)})
+    ).status_code == 404
+    wrong_job = f"/console/jobs/{job.id}/notifications/msg_beta/retry"
+    assert (
+        await alpha_console.post(wrong_job, data={"csrf_token": csrf_token(page.text)})
+    ).status_code == 404
+    assert (await stored_notification(session_factory, "msg_beta")).status == "failed"
+    # An admin may deliver any caller's event again.
+    ops_page = await ops_console.get(f"/console/jobs/{theirs.id}")
+    assert (
+        await ops_console.post(other, data={"csrf_token": csrf_token(ops_page.text)})
+    ).status_code == 303
+    assert (await stored_notification(session_factory, "msg_beta")).status == "pending"
+
+
+async def stored_notification(sessions: Sessions, event_id: str) -> Notification:
+    async with sessions() as session:
+        found = await session.get(Notification, event_id)
+        assert found is not None
+        return found

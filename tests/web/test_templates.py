@@ -1,5 +1,5 @@
-"""The job page's notifications block, ready for the webhooks branch: it renders only when a
-`notifications` list is passed, each with its attempts and a "deliver again" form."""
+"""The job page's notifications block: it renders only when the job has webhook events, each
+with its attempts and a "deliver again" form that carries the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from app.web.service import JobDetail
 from app.web.sessions import ConsoleSession
 
 
-def render_job_page(**extra: object) -> str:
+def render_job_page(**extra: object) -> tuple[str, Job]:
     now = utcnow()
     job = Job(
         id=uuid.uuid4(), caller="alpha", status="completed", progress=100, model="gpt-4o-image",
@@ -23,24 +23,26 @@ def render_job_page(**extra: object) -> str:
     )  # fmt: skip
     session = ConsoleSession(Caller(name="alpha", key_sha256=b"x" * 32), "the-csrf-token")
     context = {"title": "Job", "job": job, "detail": JobDetail(job, [], []), "now": now}
-    return TEMPLATES.get_template("job.html").render(session=session, **context, **extra)
+    page = TEMPLATES.get_template("job.html").render(session=session, **context, **extra)
+    return page, job
 
 
 def test_no_notifications_block_without_notifications() -> None:
-    assert "Notifications" not in render_job_page()
-    assert "Notifications" not in render_job_page(notifications=[])
+    assert "Notifications" not in render_job_page()[0]
+    assert "Notifications" not in render_job_page(notifications=[])[0]
 
 
 def test_notifications_render_with_attempts_and_a_deliver_again_form() -> None:
     now = utcnow()
-    attempt = SimpleNamespace(attempted_at=now, response_status=500, error="server error")
+    attempt = SimpleNamespace(attempted_at=now, http_status=500, error="server error")
     notification = SimpleNamespace(
-        id="n1", event="job.completed", status="failed", created_at=now, attempts=[attempt],
-        redeliver_url="/console/notifications/n1/redeliver",
+        event_id="msg_1", type="job.completed", status="failed", url="https://hooks.test/x",
+        created_at=now, next_attempt_at=None,
     )  # fmt: skip
-    page = render_job_page(notifications=[notification])
+    page, job = render_job_page(notifications=[(notification, [attempt])])
     assert '<h2 id="notifications-h">Notifications</h2>' in page
     assert "job.completed" in page and "HTTP 500" in page and "server error" in page
-    assert '<form method="post" action="/console/notifications/n1/redeliver">' in page
+    action = f"/console/jobs/{job.id}/notifications/msg_1/retry"
+    assert f'<form method="post" action="{action}">' in page
     assert 'name="csrf_token" value="the-csrf-token"' in page
     assert "Deliver again" in page
