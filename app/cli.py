@@ -16,7 +16,7 @@ from app.config import Settings
 from app.console.commands import register as register_console_commands
 from app.console.usage import register as register_usage_command
 from app.db import create_engine
-from app.devmode import DevPlan, banner, dev_settings, running_simulator
+from app.devmode import DevPlan, banner, dev_settings, enable_console_link, running_simulator
 from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
@@ -186,8 +186,9 @@ def dev(
     upgrade(settings.database_url)
     try:
         with running_simulator(plan):
-            typer.echo(banner(plan, settings))
-            run_app(create_app(settings), plan.host, plan.port, settings)
+            app = create_app(settings)
+            typer.echo(banner(plan, settings, enable_console_link(app, plan)))
+            run_app(app, plan.host, plan.port, settings)
     except RuntimeError as exc:
         fail(str(exc))
 

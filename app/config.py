@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     notify_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_NOTIFY_RETRY_SCHEDULE
     notify_timeout_seconds: float = Field(default=10, gt=0)
 
+    # The web console (README, "Web console"): its session cookie's key and lifetime.
+    console_secret: SecretStr | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
@@ -143,12 +147,14 @@ class Settings(BaseSettings):
             delays.append(delay)
         return tuple(delays)
 
-    @field_validator("callers_file", "callbacks_port", "credits_warn_below", mode="before")
+    @field_validator(
+        "callers_file", "callbacks_port", "credits_warn_below", "console_secret", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("callback_secret")
+    @field_validator("callback_secret", "console_secret")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_CALLBACK_SECRET_BYTES:

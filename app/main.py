@@ -30,6 +30,7 @@ from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
 from app.spend import router as spend_router
 from app.spend.balance import BalanceWatch
+from app.web import router as web_router
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -127,4 +128,5 @@ def create_app(
     app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
+    web_router.install(app)
     return app
