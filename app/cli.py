@@ -17,6 +17,7 @@ from app.console.commands import register as register_console_commands
 from app.console.usage import register as register_usage_command
 from app.db import create_engine
 from app.devmode import DevPlan, banner, dev_settings, enable_console_link, running_simulator
+from app.jobs import purge as jobs_purge
 from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
@@ -118,6 +119,30 @@ def archive(
             fail("ARCHIVE_RETENTION_DAYS is not set: archived images are kept forever")
         purged = asyncio.run(archive_maintenance.purge_expired(settings))
         typer.echo(f"{purged} archived images expired and deleted")
+
+
+@cli.command()
+def purge(
+    finished_before: Annotated[
+        str,
+        typer.Option(
+            help="Delete jobs that finished longer ago than this: 30d, 12h, 90m, 45s or 2w."
+        ),
+    ],
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Jobs deleted per short transaction.")
+    ] = jobs_purge.DEFAULT_BATCH_SIZE,
+) -> None:
+    """Delete finished jobs, their events and archived images (nothing is deleted otherwise)."""
+    try:
+        age = jobs_purge.parse_duration(finished_before)
+    except jobs_purge.DurationInvalid as exc:
+        fail(f"--finished-before: {exc}")
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    check_migrated(settings.database_url)
+    purged = asyncio.run(jobs_purge.purge(settings, age, batch_size))
+    typer.echo(f"{purged} finished jobs purged (finished more than {finished_before} ago)")
 
 
 @cli.command()

@@ -21,6 +21,7 @@ DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 3
 # A NOTIFY_ALLOWED_HOSTS name: DNS labels, any of which may be `*` (`*.corp.example`).
 _LABEL = r"(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 _ALLOWED_HOST = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     callers_file: Path | None = None
     log_level: str = "INFO"
+    # /metrics (README, "Performance"): an optional bearer token, and how often the database's
+    # job gauges are refreshed in the background (0: on each scrape).
+    metrics_token: SecretStr | None = None
+    metrics_refresh_seconds: float = Field(default=15, ge=0)
+    # Database connections each process keeps (and never more: overflow connections opened
+    # and closed per request under load cost more than the requests themselves).
+    database_pool_size: int = Field(default=20, ge=1, le=500)
 
     # What one request may cost before the app sees it (see README, "Exposure").
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
@@ -153,6 +161,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        if value == "" or value is None:
+            return None
+        if isinstance(value, str) and len(value) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters (or unset)")
+        return value
 
     @field_validator("callback_secret", "console_secret")
     @classmethod

@@ -1,5 +1,5 @@
 """Prometheus instruments: what this process does (counters, histograms) and what the database
-holds (gauges, set at scrape time by metrics_endpoint.py, so every replica reports the same)."""
+holds (gauges, refreshed by metrics_snapshot.py, so every replica reports the same)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,11 @@ RECONCILER_BACKLOG = Gauge(
 SUBMISSION_QUEUE = Gauge(
     _PREFIX + "submission_queue_depth",
     "Jobs waiting to be submitted to EvoLink.",
+    registry=REGISTRY,
+)
+METRICS_SNAPSHOT_AGE = Gauge(
+    _PREFIX + "metrics_snapshot_age_seconds",
+    "How old the database gauges above are (refreshed in the background, METRICS_REFRESH_SECONDS).",
     registry=REGISTRY,
 )
 

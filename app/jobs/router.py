@@ -11,10 +11,10 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.archive import service as archive_service
-from app.archive.models import ArchiveImage
+from app.archive.models import ArchiveImage, ArchiveStatus
 from app.archive.schemas import image_read
 from app.auth.dependencies import CallerDep
-from app.db import SessionDep, utcnow
+from app.db import ReadSessionDep, SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
 from app.events import service as waits_service
@@ -141,7 +141,7 @@ async def _replay(
 )
 async def list_jobs(
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -150,7 +150,7 @@ async def list_jobs(
     jobs, next_cursor = await jobs_service.list_jobs(
         session, caller, status=status_filter, limit=limit, cursor=cursor
     )
-    images = await archive_service.archived_images_by_job(session, [job.id for job in jobs])
+    images = await archive_service.archived_images_by_job(session, _with_images(jobs))
     return JobPage(data=[to_read(job, images[job.id]) for job in jobs], next_cursor=next_cursor)
 
 
@@ -163,7 +163,7 @@ async def list_jobs(
 async def get_job(
     job_id: uuid.UUID,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     waiters: WaitersDep,
     wait: PreferWaitDep,
 ) -> Response | JobRead:
@@ -171,7 +171,7 @@ async def get_job(
     if wait is not None:
         return await _waited(waiters, caller, job_id, wait, status.HTTP_200_OK, {})
     job = await jobs_service.get_job(session, caller, job_id)
-    images = await archive_service.archived_images_by_job(session, [job.id])
+    images = await archive_service.archived_images_by_job(session, _with_images([job]))
     return to_read(job, images[job.id])
 
 
@@ -212,6 +212,11 @@ async def _waited(
     return JSONResponse(
         body, status_code=status_code, headers={**headers, **preference_applied(seconds)}
     )
+
+
+def _with_images(jobs: Sequence[Job]) -> list[uuid.UUID]:
+    # Only a job whose archiving began can have images: the others cost no query.
+    return [job.id for job in jobs if job.archive_status not in (None, ArchiveStatus.OFF)]
 
 
 def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
