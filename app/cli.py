@@ -14,8 +14,9 @@ from typer.exceptions import TyperException
 from app.archive import maintenance as archive_maintenance
 from app.config import Settings
 from app.console.commands import register as register_console_commands
+from app.console.usage import register as register_usage_command
 from app.db import create_engine
-from app.devmode import DevPlan, banner, dev_settings, running_simulator
+from app.devmode import DevPlan, banner, dev_settings, enable_console_link, running_simulator
 from app.jobs import purge as jobs_purge
 from app.logs import configure_logging
 from app.main import create_app
@@ -210,8 +211,9 @@ def dev(
     upgrade(settings.database_url)
     try:
         with running_simulator(plan):
-            typer.echo(banner(plan, settings))
-            run_app(create_app(settings), plan.host, plan.port, settings)
+            app = create_app(settings)
+            typer.echo(banner(plan, settings, enable_console_link(app, plan)))
+            run_app(app, plan.host, plan.port, settings)
     except RuntimeError as exc:
         fail(str(exc))
 
@@ -249,6 +251,7 @@ def check_migrated(database_url: str) -> None:
 
 
 register_console_commands(cli)
+register_usage_command(cli)
 
 
 def main() -> None:

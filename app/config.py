@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +14,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
+from app.spend.prices import DEFAULT_CREDITS_PER_IMAGE, check_prices, parse_prices
 
 MIN_CALLBACK_SECRET_BYTES = 32
+DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# A NOTIFY_ALLOWED_HOSTS name: DNS labels, any of which may be `*` (`*.corp.example`).
+_LABEL = r"(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+_ALLOWED_HOST = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 MIN_METRICS_TOKEN_CHARS = 16
 
 
@@ -78,17 +86,78 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Spend control (README, "Spend"): prices, EvoLink's balance, the out-of-credits back-off.
+    credits_per_image: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_CREDITS_PER_IMAGE)
+    )
+    credits_warn_below: float | None = Field(default=None, ge=0)
+    out_of_credits_backoff_seconds: float = Field(default=30, gt=0)
     # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
     max_waiters: int = Field(default=1000, ge=1)
     wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
     stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+    # Webhooks to callers (README, "Webhooks"): who may be called, and how often it is retried.
+    notify_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    notify_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_NOTIFY_RETRY_SCHEDULE
+    notify_timeout_seconds: float = Field(default=10, gt=0)
+
+    # The web console (README, "Web console"): its session cookie's key and lifetime.
+    console_secret: SecretStr | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
 
-    @field_validator("callers_file", "callbacks_port", mode="before")
+    @field_validator("credits_per_image", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        return parse_prices(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image")
+    @classmethod
+    def _prices_complete(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_prices(value)
+
+    @field_validator("notify_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_allowed_hosts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        entries = tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _ALLOWED_HOST.match(entry):
+                    raise ValueError(
+                        f"{entry[:80]!r} is neither a host name, a wildcard (*.corp.example), "
+                        "an IP address nor a CIDR range"
+                    ) from None
+        return entries
+
+    @field_validator("notify_retry_schedule", mode="before")
+    @classmethod
+    def _parse_retry_schedule(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        delays: list[float] = []
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            try:
+                delay = float(entry)
+            except ValueError:
+                raise ValueError(f"{entry[:40]!r} is not a number of seconds") from None
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"{entry[:40]!r} must be 0 or more seconds")
+            delays.append(delay)
+        return tuple(delays)
+
+    @field_validator(
+        "callers_file", "callbacks_port", "credits_warn_below", "console_secret", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -102,7 +171,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters (or unset)")
         return value
 
-    @field_validator("callback_secret")
+    @field_validator("callback_secret", "console_secret")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_CALLBACK_SECRET_BYTES:

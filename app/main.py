@@ -25,8 +25,13 @@ from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
 from app.metrics_snapshot import JobGauges
 from app.migrations import assert_database_at_head
+from app.notifications import router as notifications_router
+from app.notifications.worker import build_notification_worker
 from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
+from app.spend import router as spend_router
+from app.spend.balance import BalanceWatch
+from app.web import router as web_router
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -66,6 +71,7 @@ def create_app(
         worker = build_worker(settings, sessions, submitter) if run_worker else None
         archive_store = ArchiveStore.from_settings(settings)
         archiver = build_archive_worker(settings, sessions, archive_store) if run_worker else None
+        notifier = build_notification_worker(settings, sessions) if run_worker else None
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
@@ -74,11 +80,13 @@ def create_app(
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        app.state.balance = BalanceWatch(submitter.evolink, settings.credits_warn_below)
         job_gauges = JobGauges(settings.database_url, settings.metrics_refresh_seconds)
         app.state.job_gauges = job_gauges
         job_gauges.start()
         waiters = app.state.waiters = Waiters(settings, sessions)
         await waiters.start()
+        app.state.notifier = notifier
         if await submitter.evolink.is_simulator():
             log.warning(
                 "evolink_is_a_simulator",
@@ -89,15 +97,21 @@ def create_app(
         if worker is not None and archiver is not None:
             worker.start()
             archiver.start()
+        app.state.balance.start()
+        if notifier is not None:
+            notifier.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop(settings.shutdown_timeout_seconds)
             if worker is not None and archiver is not None:
                 await archiver.stop(settings.shutdown_timeout_seconds)
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await app.state.balance.stop()
             await waiters.stop()
             await job_gauges.stop()
             await http.aclose()
@@ -118,6 +132,9 @@ def create_app(
     app.include_router(jobs_router.router)
     app.include_router(events_router.router)
     app.include_router(archive_router.router)
+    app.include_router(spend_router.router)
+    app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
+    web_router.install(app)
     return app

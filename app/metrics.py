@@ -101,6 +101,23 @@ def job_finished(source: str, status: str) -> None:
     JOBS_FINISHED.labels(source=source, status=status).inc()
 
 
+CREDITS_SPENT = Counter(
+    _PREFIX + "credits_spent",
+    "EvoLink credits the ledger settled as spent (the cost of finished jobs), by caller.",
+    ["caller"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    _PREFIX + "quota_refusals",
+    "Creates refused with 429 quota_exceeded, by caller and limit (global ones: global.<name>).",
+    ["caller", "limit"],
+    registry=REGISTRY,
+)
+EVOLINK_CREDITS = Gauge(
+    _PREFIX + "evolink_credits_remaining",
+    "EvoLink's remaining credits for this service's key, as last read from EvoLink.",
+    registry=REGISTRY,
+)
 WAITERS = Gauge(
     _PREFIX + "waiters",
     "Requests (Prefer: wait) and event streams waiting on a job in this process (cap: "
@@ -110,5 +127,23 @@ WAITERS = Gauge(
 WAITERS_REFUSED = Counter(
     _PREFIX + "waiters_refused",
     "Waits and streams refused with 503 because MAX_WAITERS were already open.",
+    registry=REGISTRY,
+)
+NOTIFICATION_DELIVERIES = Counter(
+    _PREFIX + "notification_deliveries",
+    "Webhook events this process finished delivering, by outcome (delivered, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    _PREFIX + "notification_attempts",
+    "Webhook POSTs made, by result (2xx, 3xx, 4xx, 5xx, timeout, error, refused).",
+    ["result"],
+    registry=REGISTRY,
+)
+NOTIFICATION_LAG = Histogram(
+    _PREFIX + "notification_delivery_lag_seconds",
+    "Time from a webhook event entering the outbox to its delivery (2xx).",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 24 * 3600),
     registry=REGISTRY,
 )

@@ -20,6 +20,7 @@ from app.archive.models import ArchiveImage, ArchiveStatus, ImageStatus
 from app.errors import AppError, ResourceNotFound
 from app.events import changes
 from app.jobs import service as jobs_service
+from app.notifications import service as notifications_service
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,7 @@ async def finish_job_archive(session: AsyncSession, job_id: uuid.UUID, status: s
     if ended:
         log.info("job_archive_ended", job_id=str(job_id), archive_status=status)
         await changes.announce(session, job_id)  # waiters see the archived images' URLs
+        await notifications_service.archive_ended(session, job_id)
     return ended
 
 

@@ -93,7 +93,7 @@ async def receive_callback(
     if result.outcome is EventOutcome.DEFERRED:
         wake_worker(request)
     if result.task_mismatch:
-        raise TaskMismatch(f"this job is bound to another EvoLink task than {task.id}")
+        raise TaskMismatch(f"EvoLink task {task.id} is not this job's: {result.detail}")
     return {"outcome": result.outcome}
 
 

@@ -96,6 +96,8 @@ class Job(Base):
     callback_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The results archive (app/archive): set to `pending` when the job completes.
     archive_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    # Where the caller wants its final event POSTed (app/notifications), if anywhere.
+    notify_url: Mapped[str | None] = mapped_column(Text)
 
     # Background work: what is due when, and which process holds the job meanwhile.
     submit_state: Mapped[str] = mapped_column(String(16), default=SubmitState.WAITING)

@@ -219,6 +219,36 @@ async def update_job_if(
     return result.rowcount == 1
 
 
+async def unbind_unconfirmed(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    task_id: str,
+    local_verdicts: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Unbind `task_id` from a job EvoLink never answered for (submission not done): a queued
+    one (due again now) or one we failed ourselves (nothing due); True if it was unbound."""
+    result = await session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.evolink_task_id == task_id,
+            Job.submit_state != SubmitState.DONE,
+            or_(
+                Job.status == JobStatus.QUEUED,
+                and_(Job.status == JobStatus.FAILED, Job.error_code.in_(local_verdicts)),
+            ),
+        )
+        .values(
+            evolink_task_id=None,
+            next_attempt_at=case((Job.status == JobStatus.QUEUED, now), else_=None),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
 async def add_event(session: AsyncSession, event: JobEvent) -> None:
     """Record one observation of a job's task."""
     session.add(event)

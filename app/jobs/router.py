@@ -18,14 +18,17 @@ from app.db import ReadSessionDep, SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
 from app.events import service as waits_service
-from app.events.prefer import PreferWaitDep, preference_applied
+from app.events.prefer import PreferWaitDep, preference_applied, waited_response
 from app.events.waiters import WaitersDep
 from app.jobs import events as job_events
 from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
+from app.notifications import service as notifications_service
 from app.openapi import problem_responses
+from app.spend import service as spend_service
+from app.spend.dependencies import SpendPolicyDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -37,7 +40,7 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 401, 409, 422, 502, 503),
+    responses={**problem_responses(400, 401, 409, 422, 429, 502, 503), **waited_response(202)},
     summary="Submit a generation job",
 )
 async def create_job(
@@ -47,6 +50,7 @@ async def create_job(
     submitter: SubmitterDep,
     settings: SettingsDep,
     request: Request,
+    spend: SpendPolicyDep,
     waiters: WaitersDep,
     wait: PreferWaitDep,
     idempotency_key: Annotated[
@@ -58,13 +62,19 @@ async def create_job(
     ] = None,
 ) -> Response:
     """Store the job and submit it to EvoLink (or queue it); 202 with the job."""
+    if body.notify_url is not None:
+        await notifications_service.check_notify_url(settings, caller, body.notify_url)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     digest = idempotency.fingerprint(body)
     async with submitter.free_slot() as sending:
         submission = submitter.claim_values(1) if sending else {"next_attempt_at": utcnow()}
 
         async def new_job() -> Job:
-            return await jobs_service.create_job(session, caller, body, submission)
+            # Refused creates (out of credits, over a limit) raise and leave nothing behind.
+            await spend_service.refuse_early(session, spend, caller, body)
+            job = await jobs_service.create_job(session, caller, body, submission)
+            await spend_service.reserve(session, spend, job)
+            return job
 
         if key is None:
             job = await new_job()
@@ -147,7 +157,7 @@ async def list_jobs(
 @router.get(
     "/{job_id}",
     response_model=JobRead,
-    responses=problem_responses(401, 404, 422),
+    responses={**problem_responses(401, 404, 422), **waited_response(200)},
     summary="Get a job",
 )
 async def get_job(

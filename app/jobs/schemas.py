@@ -109,6 +109,11 @@ class JobCreate(BaseModel):
         description="Any JSON object up to 16 KiB and "
         f"{MAX_JSON_DEPTH} levels deep (finite numbers, no NUL), stored and returned as given.",
     )
+    notify_url: HttpUrlText | None = Field(
+        None,
+        description="Where to POST the job's final event, a signed Standard Webhooks delivery "
+        "(README, Webhooks); needs a caller with a webhook secret.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -196,6 +201,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "completed_at": "2026-11-26T10:01:42Z",
     "archive_status": "archived",
     "images": ImageRead.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+    "notify_url": None,
 }
 
 
@@ -232,6 +238,9 @@ class JobRead(BaseModel):
         default_factory=list,
         description="The images archived so far, served by this service for as long as the "
         "archive keeps them (`results` keeps EvoLink's links, which expire after 24 h).",
+    )
+    notify_url: str | None = Field(
+        None, description="Where the job's final event is POSTed (null: nowhere)."
     )
 
 
@@ -286,6 +295,3 @@ class JobEventPage(BaseModel):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` for the next page; null at the end."
     )
-
-
-JobEventList = JobEventPage  # the name before paging

@@ -38,6 +38,7 @@ async def create_job(
         image_urls=list(body.image_urls),
         mask_url=body.mask_url,
         metadata_=body.metadata,
+        notify_url=body.notify_url,
         results=[],
         created_at=now,
         updated_at=now,

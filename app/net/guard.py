@@ -12,6 +12,7 @@ client so that no proxy from the environment bypasses it.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import socket
 import ssl
@@ -39,16 +40,29 @@ class AddressPolicy:
 
     Public (globally routable) addresses always; loopback, link-local, private, shared, reserved
     and multicast addresses only with `allow_private`, or when listed in `allowed_networks`
-    (CIDRs) or `allowed_hosts` (host names, matched exactly, case-insensitively).
+    (CIDRs) or `allowed_hosts` (host names, matched exactly, case-insensitively; or wildcards
+    such as `*.corp.example`). `allow_internal` also lets private ranges through (RFC 1918,
+    unique-local IPv6) but never loopback, link-local, unspecified, multicast or reserved ones.
+    With `only_listed`, nothing but the listed hosts and networks is reachable.
     """
 
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    allow_internal: bool = False
+    only_listed: bool = False
 
     @classmethod
-    def from_lists(cls, *, allow_private: bool = False, allow: Iterable[str] = ()) -> AddressPolicy:
-        """A policy from allow-list entries, each a CIDR, an IP address or a host name."""
+    def from_lists(
+        cls,
+        *,
+        allow_private: bool = False,
+        allow: Iterable[str] = (),
+        allow_internal: bool = False,
+        only_listed: bool = False,
+    ) -> AddressPolicy:
+        """A policy from allow-list entries, each a CIDR, an IP address, a host name or a
+        wildcard host name."""
         networks: list[IPNetwork] = []
         hosts: set[str] = set()
         for entry in (e.strip() for e in allow):
@@ -58,11 +72,16 @@ class AddressPolicy:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 hosts.add(entry.lower().rstrip("."))
-        return cls(allow_private, tuple(networks), frozenset(hosts))
+        return cls(allow_private, tuple(networks), frozenset(hosts), allow_internal, only_listed)
 
     def allows_host(self, host: str) -> bool:
         """True when `host` is allow-listed by name (its addresses are then not checked)."""
-        return host.lower().rstrip(".") in self.allowed_hosts
+        name = host.lower().rstrip(".")
+        if name in self.allowed_hosts:
+            return True
+        return any(
+            "*" in pattern and fnmatch.fnmatchcase(name, pattern) for pattern in self.allowed_hosts
+        )
 
     def allows(self, address: IPAddress) -> bool:
         """True when a connection to `address` is permitted."""
@@ -70,7 +89,23 @@ class AddressPolicy:
             address = address.ipv4_mapped
         if any(address in network for network in self.allowed_networks):
             return True
-        return self.allow_private or is_public(address)
+        if self.only_listed:
+            return False
+        if self.allow_private or is_public(address):
+            return True
+        return self.allow_internal and is_internal(address)
+
+
+def is_internal(address: IPAddress) -> bool:
+    """True for private-network unicast addresses (10/8, 172.16/12, 192.168/16, fc00::/7, …)
+    that are neither loopback, link-local (cloud metadata), unspecified, multicast nor reserved."""
+    return address.is_private and not (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+    )
 
 
 def is_public(address: IPAddress) -> bool:
@@ -121,18 +156,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
     async def _resolve(self, host: str, port: int, limit: float | None) -> list[IPAddress]:
-        try:
-            with anyio.fail_after(limit):
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        seen: dict[IPAddress, None] = {}
-        for _family, _type, _proto, _name, sockaddr in infos:
-            # IPv6 scope ids ("fe80::1%eth0") are not part of the address.
-            seen[ipaddress.ip_address(str(sockaddr[0]).split("%")[0])] = None
-        return list(seen)
+        return await resolve(host, port, limit)
+
+
+async def resolve(host: str, port: int, limit: float | None) -> list[IPAddress]:
+    """Every address `host` resolves to (once, within `limit` seconds), in resolver order;
+    httpcore.ConnectTimeout or ConnectError when it cannot be resolved."""
+    try:
+        with anyio.fail_after(limit):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+    except (OSError, UnicodeError, ValueError) as exc:  # IDNA-encoding a bad name raises too
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    seen: dict[IPAddress, None] = {}
+    for _family, _type, _proto, _name, sockaddr in infos:
+        # IPv6 scope ids ("fe80::1%eth0") are not part of the address.
+        seen[ipaddress.ip_address(str(sockaddr[0]).split("%")[0])] = None
+    return list(seen)
 
 
 def guarded_transport(

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.evolink.client import build_http_client
 from app.jobs.submission import Submitter
+from app.notifications.worker import build_notification_worker
 from app.worker.runner import build_worker
 
 log = structlog.get_logger(__name__)
@@ -28,16 +29,19 @@ async def run_worker_alone(settings: Settings) -> None:
     sessions = create_session_factory(engine)
     worker = build_worker(settings, sessions, submitter)
     archiver = build_archive_worker(settings, sessions, ArchiveStore.from_settings(settings))
+    notifier = build_notification_worker(settings, sessions)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     worker.start()
     archiver.start()
+    notifier.start()
     try:
         await stop.wait()
         log.info("worker_stopping")
     finally:
+        await notifier.stop(settings.shutdown_timeout_seconds)
         await archiver.stop(settings.shutdown_timeout_seconds)
         await worker.stop(settings.shutdown_timeout_seconds)
         await http.aclose()

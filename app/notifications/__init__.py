@@ -1,0 +1,1 @@
+"""Webhooks to callers: an outbox of signed events, delivered by background work."""
