@@ -83,7 +83,11 @@ async def receive_callback(
         result = await defer_observation(session, job_id, observation, debounce=debounce)
     else:
         result = await apply_observation(session, job_id, observation)
-    await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})
+    if result.outcome not in (EventOutcome.APPLIED, EventOutcome.DEFERRED):
+        # An applied or deferred callback stamped its arrival in its own UPDATE.
+        await jobs_repository.fill_missing_details(
+            session, job_id, {"callback_received_at": utcnow()}
+        )
     await session.commit()
     CALLBACKS.labels(outcome=result.outcome).inc()
     if result.outcome is EventOutcome.DEFERRED:

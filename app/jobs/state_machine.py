@@ -110,6 +110,7 @@ async def apply_observation(
         overturn_local_verdicts=LOCAL_VERDICTS if status.is_final else (),
         values=values,
         progress=progress,
+        callback_at=_callback_at(observation),
     )
     if applied:
         await job_changed(session, job_id, status, observation.source)
@@ -155,6 +156,7 @@ async def defer_observation(
         # may be forged, and a job it named a task EvoLink does not know must go on as before.
         values=values,
         progress=None,
+        callback_at=_callback_at(observation),
     )
     if deferred:
         return await _record(
@@ -256,6 +258,12 @@ async def _classify_unapplied(
     same = job.status == target_status(observation.task)
     outcome = EventOutcome.DUPLICATE if same else EventOutcome.STALE
     return await _record(session, job_id, observation, outcome)
+
+
+def _callback_at(observation: Observation) -> datetime | None:
+    # A callback that changes the job stamps its arrival in the same UPDATE (one statement
+    # fewer on the hot path); one that changes nothing is stamped by the callback route.
+    return utcnow() if observation.source is EventSource.CALLBACK else None
 
 
 def _progress(task: Task, status: JobStatus) -> int:

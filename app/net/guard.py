@@ -167,7 +167,7 @@ async def resolve(host: str, port: int, limit: float | None) -> list[IPAddress]:
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except TimeoutError as exc:
         raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-    except OSError as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # IDNA-encoding a bad name raises too
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
     seen: dict[IPAddress, None] = {}
     for _family, _type, _proto, _name, sockaddr in infos:

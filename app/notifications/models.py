@@ -11,6 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, utcnow
 
+EVENT_ID_PATTERN = r"^msg_[0-9a-f]{32}$"
+
+
+def new_event_id() -> str:
+    """A fresh event id (`webhook-id`): `msg_` and 32 hex digits."""
+    return f"msg_{uuid.uuid4().hex}"
+
 
 class NotificationType(enum.StrEnum):
     """What happened to the job (the event's `type`)."""

@@ -10,12 +10,15 @@ from fastapi import APIRouter, Path, Request, status
 from app.auth.dependencies import CallerDep
 from app.db import SessionDep
 from app.notifications import service as notifications_service
+from app.notifications.models import EVENT_ID_PATTERN
 from app.notifications.schemas import NotificationList, NotificationRead, notification_read
 from app.openapi import problem_responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["notifications"])
 
-EventId = Annotated[str, Path(max_length=64, description="The event's `webhook-id`.")]
+EventId = Annotated[
+    str, Path(pattern=EVENT_ID_PATTERN, description="The event's `webhook-id` (`msg_…`).")
+]
 
 
 @router.get(

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notifications.models import Notification, NotificationAttempt
+from app.notifications.models import EVENT_ID_PATTERN, Notification, NotificationAttempt
 
 ATTEMPT_EXAMPLE: dict[str, Any] = {
     "attempted_at": "2026-11-26T10:02:03Z",
@@ -52,7 +52,10 @@ class NotificationRead(BaseModel):
         }
     )  # fmt: skip
 
-    event_id: str = Field(description="The `webhook-id` header, the same on every retry.")
+    event_id: str = Field(
+        description="The `webhook-id` header, the same on every retry.",
+        json_schema_extra={"pattern": EVENT_ID_PATTERN},
+    )
     type: str = Field(json_schema_extra={"enum": ["job.completed", "job.failed", "job.cancelled"]})
     url: str
     status: str = Field(

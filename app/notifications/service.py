@@ -29,6 +29,7 @@ from app.notifications.models import (
     NotificationAttempt,
     NotificationStatus,
     NotificationType,
+    new_event_id,
 )
 
 log = structlog.get_logger(__name__)
@@ -88,7 +89,7 @@ async def _enqueue(
         "data": to_read(job, images).model_dump(mode="json"),
     }
     notification = Notification(
-        event_id=f"msg_{uuid.uuid4().hex}",
+        event_id=new_event_id(),
         job_id=job.id,
         caller=job.caller,
         url=job.notify_url,

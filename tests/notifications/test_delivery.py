@@ -394,8 +394,11 @@ async def test_only_the_jobs_caller_sees_or_retries_its_events(
     assert listed.status_code == 404 and listed.json()["code"] == "job_not_found"
     retried = await gamma.post(f"/v1/jobs/{job_id}/notifications/{shown['event_id']}/retry")
     assert retried.status_code == 404 and retried.json()["code"] == "job_not_found"
-    unknown = await alpha.post(f"/v1/jobs/{job_id}/notifications/msg_nope/retry")
+    unknown = await alpha.post(f"/v1/jobs/{job_id}/notifications/msg_{uuid.uuid4().hex}/retry")
     assert unknown.status_code == 404 and unknown.json()["code"] == "notification_not_found"
+    for malformed in ("msg_nope", "msg_%00", shown["event_id"] + "0"):
+        bad = await alpha.post(f"/v1/jobs/{job_id}/notifications/{malformed}/retry")
+        assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"
     other_job = await new_job(session_factory, None)
     wrong_job = await alpha.post(f"/v1/jobs/{other_job}/notifications/{shown['event_id']}/retry")
     assert wrong_job.status_code == 404

@@ -323,3 +323,21 @@ async def test_two_replicas_deliver_each_event_exactly_once(
     received = [d.event_id for d in receiver.deliveries]
     assert sorted(received) == sorted(n["event_id"] for n in shown)  # each exactly once
     assert all(d.verified_with == [GAMMA_NEW, GAMMA_OLD] for d in receiver.deliveries)
+
+
+async def test_a_standalone_worker_delivers_for_an_api_only_replica(
+    stack: Stack, receiver: Receiver
+) -> None:
+    if stack.kind == "sqlite":
+        pytest.skip("separate API and worker processes need PostgreSQL (SQLite runs one process)")
+    database_url = await own_database(stack, "webhooks_split")
+    port = processes.free_port()
+    env = stack_env(stack.tmp, database_url, stack.simulator_url, port)
+    api_only = processes.service(stack.tmp, env, port, "--no-worker")
+    worker = processes.worker(stack.tmp, env, "webhooks")
+    with running(api_only.start(), worker.start()):
+        async with client(f"http://127.0.0.1:{port}") as api:
+            job_id = await submit(api, at_localhost(receiver.url))
+            [shown] = await wait_for(api, job_id, settled)
+    assert shown["status"] == "delivered"
+    assert [d.event_id for d in receiver.deliveries] == [shown["event_id"]]
