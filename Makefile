@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --locked --no-sync
 
-.PHONY: dev test test-sqlite lint format typecheck bench migrate serve install clean
+.PHONY: dev test test-sqlite lint format typecheck bench bench-inprocess bench-scale migrate serve install clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,7 +38,13 @@ format: install
 typecheck: install
 	$(RUN) mypy
 
-bench: install
+bench: install ## the hot paths under wrk load, side by side with a bare reference (README, "Performance")
+	$(RUN) python bench/load.py
+
+bench-scale: install ## read paths and /metrics at 100 k vs 10 M jobs (ROWS=...), seeded with SQL
+	$(RUN) python bench/scale.py
+
+bench-inprocess: install ## one request at a time, in-process: latency ratios to /readyz
 	$(RUN) python bench/run.py
 
 migrate: install

@@ -14,8 +14,10 @@ from typer.exceptions import TyperException
 from app.archive import maintenance as archive_maintenance
 from app.config import Settings
 from app.console.commands import register as register_console_commands
+from app.console.usage import register as register_usage_command
 from app.db import create_engine
-from app.devmode import DevPlan, banner, dev_settings, running_simulator
+from app.devmode import DevPlan, banner, dev_settings, enable_console_link, running_simulator
+from app.jobs import purge as jobs_purge
 from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import DatabaseNotMigrated, assert_database_at_head, upgrade
@@ -120,6 +122,30 @@ def archive(
 
 
 @cli.command()
+def purge(
+    finished_before: Annotated[
+        str,
+        typer.Option(
+            help="Delete jobs that finished longer ago than this: 30d, 12h, 90m, 45s or 2w."
+        ),
+    ],
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Jobs deleted per short transaction.")
+    ] = jobs_purge.DEFAULT_BATCH_SIZE,
+) -> None:
+    """Delete finished jobs, their events and archived images (nothing is deleted otherwise)."""
+    try:
+        age = jobs_purge.parse_duration(finished_before)
+    except jobs_purge.DurationInvalid as exc:
+        fail(f"--finished-before: {exc}")
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    check_migrated(settings.database_url)
+    purged = asyncio.run(jobs_purge.purge(settings, age, batch_size))
+    typer.echo(f"{purged} finished jobs purged (finished more than {finished_before} ago)")
+
+
+@cli.command()
 def simulator(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8090,
@@ -185,8 +211,9 @@ def dev(
     upgrade(settings.database_url)
     try:
         with running_simulator(plan):
-            typer.echo(banner(plan, settings))
-            run_app(create_app(settings), plan.host, plan.port, settings)
+            app = create_app(settings)
+            typer.echo(banner(plan, settings, enable_console_link(app, plan)))
+            run_app(app, plan.host, plan.port, settings)
     except RuntimeError as exc:
         fail(str(exc))
 
@@ -224,6 +251,7 @@ def check_migrated(database_url: str) -> None:
 
 
 register_console_commands(cli)
+register_usage_command(cli)
 
 
 def main() -> None:

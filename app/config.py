@@ -14,12 +14,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.auth.callers import Callers, CallersInvalid, load_callers
 from app.auth.keys import ApiKey, parse_api_keys
+from app.spend.prices import DEFAULT_CREDITS_PER_IMAGE, check_prices, parse_prices
 
 MIN_CALLBACK_SECRET_BYTES = 32
 DEFAULT_NOTIFY_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 # A NOTIFY_ALLOWED_HOSTS name: DNS labels, any of which may be `*` (`*.corp.example`).
 _LABEL = r"(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 _ALLOWED_HOST = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,13 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     callers_file: Path | None = None
     log_level: str = "INFO"
+    # /metrics (README, "Performance"): an optional bearer token, and how often the database's
+    # job gauges are refreshed in the background (0: on each scrape).
+    metrics_token: SecretStr | None = None
+    metrics_refresh_seconds: float = Field(default=15, ge=0)
+    # Database connections each process keeps (and never more: overflow connections opened
+    # and closed per request under load cost more than the requests themselves).
+    database_pool_size: int = Field(default=20, ge=1, le=500)
 
     # What one request may cost before the app sees it (see README, "Exposure").
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
@@ -77,6 +86,12 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
 
+    # Spend control (README, "Spend"): prices, EvoLink's balance, the out-of-credits back-off.
+    credits_per_image: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_CREDITS_PER_IMAGE)
+    )
+    credits_warn_below: float | None = Field(default=None, ge=0)
+    out_of_credits_backoff_seconds: float = Field(default=30, gt=0)
     # Waiting (README, "Waiting and streams"): `Prefer: wait` and the job event stream.
     max_waiters: int = Field(default=1000, ge=1)
     wait_recheck_seconds: float = Field(default=5, gt=0, le=60)
@@ -86,10 +101,24 @@ class Settings(BaseSettings):
     notify_retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_NOTIFY_RETRY_SCHEDULE
     notify_timeout_seconds: float = Field(default=10, gt=0)
 
+    # The web console (README, "Web console"): its session cookie's key and lifetime.
+    console_secret: SecretStr | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        return parse_prices(value) if isinstance(value, str) else value
+
+    @field_validator("credits_per_image")
+    @classmethod
+    def _prices_complete(cls, value: dict[str, float]) -> dict[str, float]:
+        return check_prices(value)
 
     @field_validator("notify_allowed_hosts", mode="before")
     @classmethod
@@ -126,12 +155,23 @@ class Settings(BaseSettings):
             delays.append(delay)
         return tuple(delays)
 
-    @field_validator("callers_file", "callbacks_port", mode="before")
+    @field_validator(
+        "callers_file", "callbacks_port", "credits_warn_below", "console_secret", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("callback_secret")
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        if value == "" or value is None:
+            return None
+        if isinstance(value, str) and len(value) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters (or unset)")
+        return value
+
+    @field_validator("callback_secret", "console_secret")
     @classmethod
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_CALLBACK_SECRET_BYTES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -75,13 +78,40 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _make_sqlite_transactional(engine)
         return engine
     # Fail fast when PostgreSQL is unreachable rather than hold requests for asyncpg's 60 s.
-    return create_async_engine(
-        url,
-        pool_pre_ping=True,
-        pool_timeout=DATABASE_TIMEOUT_SECONDS,
-        connect_args={"timeout": DATABASE_TIMEOUT_SECONDS},
-        **kwargs,
-    )
+    if kwargs.get("poolclass") is not NullPool:
+        kwargs.setdefault("pool_timeout", DATABASE_TIMEOUT_SECONDS)
+    engine = create_async_engine(url, connect_args={"timeout": DATABASE_TIMEOUT_SECONDS}, **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    # pool_pre_ping costs a round trip on every checkout (a tenth of a lookup under load). A
+    # connection used within the last second is alive; one idle longer (a restart may have
+    # closed it) is pinged first and replaced if dead, as pool_pre_ping would.
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle = time.monotonic() - record.info.get("returned_at", 0.0)
+        if idle < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("connection lost while idle") from exc
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
@@ -124,3 +154,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: on PostgreSQL in autocommit, so that a read is
+    one round trip, not BEGIN, SELECT, ROLLBACK (SQLite keeps its transactions)."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per read-only request (each statement sees the latest committed data)."""
+    state = request.app.state
+    factory: async_sessionmaker[AsyncSession] = getattr(
+        state, "read_session_factory", state.session_factory
+    )
+    async with factory() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]

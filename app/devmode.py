@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
 from app.config import Settings
+from app.web import devlogin
 
 DEV_CALLER = "dev"
 SIMULATOR_KEY = "sk-evo-dev-simulator"
@@ -102,6 +104,11 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"the simulator did not answer at {url} within {timeout:g} s")
 
 
+def enable_console_link(app: FastAPI, plan: DevPlan) -> str:
+    """Turn on the web console's one-time sign-in link (dev mode only); the URL to print."""
+    return devlogin.enable(app, DEV_CALLER, plan.api_url)
+
+
 def own_command() -> str:
     """How a person in this directory runs `evolink-jobs` (it may not be on their PATH)."""
     script = Path(sys.executable).parent / "evolink-jobs"
@@ -112,8 +119,14 @@ def own_command() -> str:
     return shlex.quote(str(script))
 
 
-def banner(plan: DevPlan, settings: Settings) -> str:
+def banner(plan: DevPlan, settings: Settings, console_link: str | None = None) -> str:
     """What a new user needs: where things run, the key, and commands to paste."""
+    console = (
+        f"\n  console      {plan.api_url}/console\n"
+        f"               one-time sign-in link: {console_link}\n"
+        if console_link
+        else ""
+    )
     key = settings.api_keys[0].key.get_secret_value()
     body = '{"prompt": "a lighthouse at dusk, watercolour", "size": "3:2", "n": 2}'
     cli = own_command()
@@ -125,7 +138,7 @@ evolink-jobs dev mode: SQLite + the EvoLink simulator (not EvoLink; images are m
   simulator    {plan.simulator_url}  (tasks take {plan.task_seconds:g} s)
   database     {settings.database_url}
   API key      {key}   (caller "{DEV_CALLER}"; kept in {plan.data_dir / "api_key"})
-
+{console}
 Submit a job:
 
   curl -s -X POST {plan.api_url}/v1/jobs \\

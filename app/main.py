@@ -15,7 +15,7 @@ from app.archive.store import ArchiveStore
 from app.archive.worker import build_archive_worker
 from app.callbacks import router as callbacks_router
 from app.config import Settings, get_settings
-from app.db import create_engine, create_session_factory
+from app.db import create_engine, create_read_session_factory, create_session_factory
 from app.errors import install_error_handlers
 from app.events import router as events_router
 from app.events.waiters import Waiters
@@ -23,11 +23,15 @@ from app.evolink.client import build_http_client
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
+from app.metrics_snapshot import JobGauges
 from app.migrations import assert_database_at_head
 from app.notifications import router as notifications_router
 from app.notifications.worker import build_notification_worker
 from app.server.failures import UnexpectedErrors
 from app.server.limits import install_request_limits
+from app.spend import router as spend_router
+from app.spend.balance import BalanceWatch
+from app.web import router as web_router
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 
@@ -55,7 +59,9 @@ def create_app(
         missing = settings.missing_for_serving()
         if missing:
             raise SettingsMissing(f"missing settings: {', '.join(missing)}")
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, max_overflow=0
+        )
         await assert_database_at_head(engine)
         http = build_http_client(
             settings.evolink_base_url, settings.evolink_timeout_seconds, evolink_transport
@@ -69,10 +75,15 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = sessions
+        app.state.read_session_factory = create_read_session_factory(engine)
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker
         app.state.archive_store = archive_store
+        app.state.balance = BalanceWatch(submitter.evolink, settings.credits_warn_below)
+        job_gauges = JobGauges(settings.database_url, settings.metrics_refresh_seconds)
+        app.state.job_gauges = job_gauges
+        job_gauges.start()
         waiters = app.state.waiters = Waiters(settings, sessions)
         await waiters.start()
         app.state.notifier = notifier
@@ -86,6 +97,7 @@ def create_app(
         if worker is not None and archiver is not None:
             worker.start()
             archiver.start()
+        app.state.balance.start()
         if notifier is not None:
             notifier.start()
         log.info("started", evolink_base_url=settings.evolink_base_url, worker=run_worker)
@@ -99,7 +111,9 @@ def create_app(
                 await worker.stop(settings.shutdown_timeout_seconds)
             else:
                 await release_claims(sessions, submitter.owner)
+            await app.state.balance.stop()
             await waiters.stop()
+            await job_gauges.stop()
             await http.aclose()
             await engine.dispose()
             log.info("stopped")
@@ -118,7 +132,9 @@ def create_app(
     app.include_router(jobs_router.router)
     app.include_router(events_router.router)
     app.include_router(archive_router.router)
+    app.include_router(spend_router.router)
     app.include_router(notifications_router.router)
     app.include_router(callbacks_router.router)
     app.include_router(metrics_endpoint.router)
+    web_router.install(app)
     return app

@@ -1,5 +1,5 @@
 """Prometheus instruments: what this process does (counters, histograms) and what the database
-holds (gauges, set at scrape time by metrics_endpoint.py, so every replica reports the same)."""
+holds (gauges, refreshed by metrics_snapshot.py, so every replica reports the same)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,11 @@ SUBMISSION_QUEUE = Gauge(
     "Jobs waiting to be submitted to EvoLink.",
     registry=REGISTRY,
 )
+METRICS_SNAPSHOT_AGE = Gauge(
+    _PREFIX + "metrics_snapshot_age_seconds",
+    "How old the database gauges above are (refreshed in the background, METRICS_REFRESH_SECONDS).",
+    registry=REGISTRY,
+)
 
 ARCHIVE_IMAGES = Counter(
     _PREFIX + "archive_images",
@@ -96,6 +101,23 @@ def job_finished(source: str, status: str) -> None:
     JOBS_FINISHED.labels(source=source, status=status).inc()
 
 
+CREDITS_SPENT = Counter(
+    _PREFIX + "credits_spent",
+    "EvoLink credits the ledger settled as spent (the cost of finished jobs), by caller.",
+    ["caller"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    _PREFIX + "quota_refusals",
+    "Creates refused with 429 quota_exceeded, by caller and limit (global ones: global.<name>).",
+    ["caller", "limit"],
+    registry=REGISTRY,
+)
+EVOLINK_CREDITS = Gauge(
+    _PREFIX + "evolink_credits_remaining",
+    "EvoLink's remaining credits for this service's key, as last read from EvoLink.",
+    registry=REGISTRY,
+)
 WAITERS = Gauge(
     _PREFIX + "waiters",
     "Requests (Prefer: wait) and event streams waiting on a job in this process (cap: "

@@ -1,32 +1,52 @@
-"""`GET /metrics`: Prometheus text, with the database's job gauges read at scrape time."""
+"""`GET /metrics`: Prometheus text. The database's job gauges come from an in-memory snapshot
+(app/metrics_snapshot.py), so a scrape never touches the request pool."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.db import SessionDep, utcnow
-from app.jobs import repository as jobs_repository
-from app.jobs.models import JobStatus
-from app.metrics import FINAL_JOBS, JOBS, RECONCILER_BACKLOG, REGISTRY, SUBMISSION_QUEUE
+from app.dependencies import SettingsDep
+from app.errors import Unauthenticated
+from app.metrics import REGISTRY
+from app.metrics_snapshot import JobGauges
 
 router = APIRouter(tags=["operations"])
+
+metrics_bearer = HTTPBearer(
+    auto_error=False, description="METRICS_TOKEN, when the operators set one."
+)
+
+
+async def require_metrics_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
+) -> None:
+    """401 unless METRICS_TOKEN is unset or the request carries it as a bearer token."""
+    if settings.metrics_token is None:
+        return
+    expected = settings.metrics_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, expected):
+        raise Unauthenticated("Send Authorization: Bearer <METRICS_TOKEN> to read /metrics.")
 
 
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    dependencies=[Depends(require_metrics_token)],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        401: {"description": "METRICS_TOKEN is set and the request did not carry it"},
+    },
 )
-async def metrics(session: SessionDep) -> Response:
-    """Counters of this process, and gauges of the database's jobs read now."""
-    snapshot = await jobs_repository.job_statistics(session, utcnow())
-    for status in JobStatus:
-        JOBS.labels(status=status).set(snapshot.by_status.get(status, 0))
-    FINAL_JOBS.clear()
-    for (source, called_back), count in snapshot.final_by_source.items():
-        FINAL_JOBS.labels(final_source=source, callback=str(called_back).lower()).set(count)
-    RECONCILER_BACKLOG.set(snapshot.due)
-    SUBMISSION_QUEUE.set(snapshot.waiting_to_submit)
+async def metrics(request: Request) -> Response:
+    """Counters of this process, and the jobs gauges of the latest snapshot."""
+    gauges: JobGauges = request.app.state.job_gauges
+    await gauges.before_scrape()
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -43,7 +43,7 @@ def fake_evolink() -> httpx.MockTransport:
     counter = iter(range(10**9))
 
     def answer(request: httpx.Request) -> httpx.Response:
-        task_id = f"task-bench-{next(counter)}"
+        task_id = f"task-unified-bench-{next(counter)}"
         return httpx.Response(
             200,
             json={"id": task_id, "status": "pending", "progress": 0,
@@ -109,7 +109,13 @@ async def bench(database_url: str) -> list[str]:
             signer = app.state.signer
             paths = iter(httpx.URL(signer.url_for(uuid.UUID(j["id"]))).path for j in jobs)
             bodies = iter(
-                json.dumps({"id": j["evolink_task_id"], "status": "completed", "results": ["u"]})
+                json.dumps(
+                    {
+                        "id": j["evolink_task_id"],
+                        "status": "completed",
+                        "results": ["https://cdn.bench/u.png"],
+                    }
+                )
                 for j in jobs
             )
 

@@ -15,6 +15,7 @@ from app.archive import models as _archive_models  # noqa: F401 - registers the 
 from app.db import Base, UTCDateTime
 from app.jobs import models as _jobs_models  # noqa: F401 - registers the tables
 from app.notifications import models as _notifications_models  # noqa: F401 - registers the tables
+from app.spend import models as _spend_models  # noqa: F401 - registers the tables
 
 config = context.config
 target_metadata = Base.metadata

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 import respx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
 from app.worker.runner import Worker
+from tests.conftest import make_settings
 from tests.support import evolink_payloads as payloads
 from tests.support.jobs import complete, submit
 from tests.support.rows import Sessions, make_due
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Gauges read on each scrape, so that these tests see every change at once."""
+    return make_settings(database_url, metrics_refresh_seconds=0)
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:

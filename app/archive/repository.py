@@ -185,3 +185,13 @@ async def mark_for_backfill(session: AsyncSession, completed_after: datetime) ->
     )
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+async def stored_keys(session: AsyncSession, job_ids: Sequence[uuid.UUID]) -> list[str]:
+    """Every stored object (images and thumbnails) of these jobs, for a purge of the jobs."""
+    rows = await session.execute(
+        select(ArchiveImage.object_key, ArchiveImage.thumbnail_key).where(
+            ArchiveImage.job_id.in_(job_ids), ArchiveImage.object_key.is_not(None)
+        )
+    )
+    return [key for row in rows.all() for key in row if key]

@@ -72,7 +72,7 @@ async def get_image(
     key, content_type, sha256 = image.object_key, image.content_type, image.sha256
     await session.rollback()  # nothing to write: hand the connection back before streaming
     assert key and content_type and sha256
-    return await _serve(request, settings, key, content_type, sha256, if_none_match)
+    return await serve_stored(request, settings, key, content_type, sha256, if_none_match)
 
 
 @router.get(
@@ -95,10 +95,10 @@ async def get_thumbnail(
     key, sha256 = image.thumbnail_key, image.thumbnail_sha256
     await session.rollback()
     assert key and sha256
-    return await _serve(request, settings, key, "image/webp", sha256, if_none_match)
+    return await serve_stored(request, settings, key, "image/webp", sha256, if_none_match)
 
 
-async def _serve(
+async def serve_stored(
     request: Request,
     settings: SettingsDep,
     key: str,
@@ -106,6 +106,8 @@ async def _serve(
     sha256: str,
     if_none_match: str | None,
 ) -> Response:
+    """Stream an archived object (or 304 on a matching ETag, or 307 to a presigned URL);
+    the web console serves images through this too."""
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if if_none_match is not None and _matches(if_none_match, etag):

@@ -166,6 +166,8 @@ async def archived_images_by_job(
 ) -> dict[uuid.UUID, list[ArchiveImage]]:
     """Each job's archived images, by index."""
     by_job: dict[uuid.UUID, list[ArchiveImage]] = defaultdict(list)
+    if not job_ids:
+        return by_job
     for image in await repository.archived_images(session, job_ids):
         by_job[image.job_id].append(image)
     return by_job

@@ -25,8 +25,10 @@ from app.archive.models import ArchiveImage
 from app.archive.store import ArchiveStore
 from app.config import Settings
 from app.db import utcnow
+from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.policy import process_identity
 from app.metrics import ARCHIVE_BYTES, ARCHIVE_IMAGES, ARCHIVE_LAG
+from app.worker.outage import OutageLog
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +158,7 @@ class ArchiveWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = -HOUSEKEEPING_INTERVAL_SECONDS
+        self.outage = OutageLog()  # a database outage is one line, not a trace per tick
 
     @property
     def owner(self) -> str:
@@ -170,8 +173,11 @@ class ArchiveWorker:
         while not self._stopping:
             try:
                 await self.tick()
-            except Exception:
-                log.exception("archive_tick_failed")
+            except Exception as exc:
+                if not self.outage.failed(exc):
+                    log.exception("archive_tick_failed")
+            else:
+                self.outage.succeeded()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
             self._wake.clear()
@@ -223,8 +229,13 @@ class ArchiveWorker:
             async with self.sessions() as session:
                 await repository.release_all(session, self.owner)
                 await session.commit()
-        except Exception:
-            log.exception("archive_release_failed", owner=self.owner)
+        except Exception as exc:
+            if is_database_unavailable(exc):  # the leases lapse instead
+                log.warning(
+                    "archive_release_failed", owner=self.owner, **database_error_fields(exc)
+                )
+            else:
+                log.exception("archive_release_failed", owner=self.owner)
         if self.archiver is not None:
             await self.archiver.downloader.http.aclose()
 
@@ -232,8 +243,9 @@ class ArchiveWorker:
         assert self.archiver is not None
         try:
             await self.archiver.archive(image)
-        except Exception:
-            log.exception("image_archive_crashed", job_id=str(image.job_id), index=image.index)
+        except Exception as exc:
+            if not self.outage.failed(exc):
+                log.exception("image_archive_crashed", job_id=str(image.job_id), index=image.index)
 
     async def _housekeeping(self) -> None:
         assert self.archiver is not None

@@ -83,13 +83,17 @@ async def receive_callback(
         result = await defer_observation(session, job_id, observation, debounce=debounce)
     else:
         result = await apply_observation(session, job_id, observation)
-    await jobs_repository.fill_missing_details(session, job_id, {"callback_received_at": utcnow()})
+    if result.outcome not in (EventOutcome.APPLIED, EventOutcome.DEFERRED):
+        # An applied or deferred callback stamped its arrival in its own UPDATE.
+        await jobs_repository.fill_missing_details(
+            session, job_id, {"callback_received_at": utcnow()}
+        )
     await session.commit()
     CALLBACKS.labels(outcome=result.outcome).inc()
     if result.outcome is EventOutcome.DEFERRED:
         wake_worker(request)
     if result.task_mismatch:
-        raise TaskMismatch(f"this job is bound to another EvoLink task than {task.id}")
+        raise TaskMismatch(f"EvoLink task {task.id} is not this job's: {result.detail}")
     return {"outcome": result.outcome}
 
 

@@ -199,6 +199,11 @@ class JobsClient:
             params["cursor"] = cursor
         return cast(JobPage, self._call("GET", "/v1/jobs", params=params))
 
+    def get_usage(self, caller: str | None = None) -> dict[str, Any]:
+        """`GET /v1/usage`: the caller's own usage, or (admins) another caller's."""
+        params: dict[str, str | int] = {"caller": caller} if caller is not None else {}
+        return self._call("GET", "/v1/usage", params=params)
+
     def download(self, url: str, into: Path) -> None:
         """Stream `url` (a path on the service, sent with our key, or any absolute URL, sent
         without it) into the file `into`."""

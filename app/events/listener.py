@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,31 @@ APPLICATION_NAME = "evolink-jobs-listener"
 CONNECT_TIMEOUT_SECONDS = 5
 BACKOFF_INITIAL_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
+RECONNECT_DELAY_SECONDS = 1.0
+# Requests and background work report a database outage as soon as they meet it; the listener
+# speaks up only when one lasts, since waiters then rely on the re-check alone.
+REPORT_AFTER_SECONDS = 10.0
+
+
+class _Outage:
+    """When the listener lost the database, and whether that was reported."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.reported = False
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if not self.reported and now - self.since >= REPORT_AFTER_SECONDS:
+            log.warning("change_listener_unavailable", error_type=type(exc).__name__)
+            self.reported = True
+
+    def ended(self) -> None:
+        if self.reported:
+            log.info("change_listener_recovered")
+        self.since, self.reported = None, False
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -64,7 +90,7 @@ class ChangeListener:
 
     async def _run(self) -> None:
         backoff = BACKOFF_INITIAL_SECONDS
-        away = False
+        outage = _Outage()
         while True:
             try:
                 connection = await asyncpg.connect(
@@ -73,30 +99,25 @@ class ChangeListener:
                     server_settings={"application_name": APPLICATION_NAME},
                 )
             except Exception as exc:  # down, refusing, starting up: try again, never give up
-                if not away:
-                    log.warning("change_listener_unavailable", error_type=type(exc).__name__)
-                    away = True
+                outage.failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
-            backoff = BACKOFF_INITIAL_SECONDS
             try:
-                await self._listen(connection, recovered=away)
-                away = False
+                await connection.add_listener(self._channel, self._notified)
+                self.connected.set()
+                outage.ended()
+                self._on_connected()
                 await self._hold(connection)
-            except Exception as exc:  # the connection broke: make another
-                log.warning("change_listener_unavailable", error_type=type(exc).__name__)
-                away = True
+            except Exception as exc:  # the connection broke: make another, after a pause
+                outage.failed(exc)
             finally:
                 self.connected.clear()
                 connection.terminate()
-
-    async def _listen(self, connection: Any, *, recovered: bool) -> None:
-        await connection.add_listener(self._channel, self._notified)
-        self.connected.set()
-        if recovered:
-            log.info("change_listener_recovered")
-        self._on_connected()
+            # Not at once: a session an operator just ended (or a server beginning a smart
+            # shutdown, which waits for every client) should not find us back in a moment.
+            backoff = RECONNECT_DELAY_SECONDS
+            await asyncio.sleep(backoff)
 
     async def _hold(self, connection: Any) -> None:
         lost = asyncio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header
 
@@ -62,3 +62,12 @@ PreferWaitDep = Annotated[int | None, Depends(get_prefer_wait)]
 def preference_applied(seconds: int) -> dict[str, str]:
     """The header saying the wait was honoured."""
     return {"Preference-Applied": f"wait={seconds}"}
+
+
+def waited_response(status: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: the `Preference-Applied` header of a route's `status` answer."""
+    header = {
+        "description": "`wait=N` when the request's `Prefer: wait=N` was honoured.",
+        "schema": {"type": "string", "example": "wait=30"},
+    }
+    return {status: {"headers": {"Preference-Applied": header}}}

@@ -20,6 +20,9 @@ from app.openapi import problem_responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+# A client that stops reading is dropped after this long, rather than holding its place forever.
+SEND_TIMEOUT_SECONDS = 30
+
 STREAM_EXAMPLE = (
     'id: 10000\nevent: job\ndata: {"id": "4f0c…", "status": "pending", "progress": 0, …}\n\n'
     ": ping - 2026-11-26 10:00:15.000000+00:00\n\n"
@@ -81,4 +84,9 @@ async def stream_job(
             body = to_read(snapshot.job, snapshot.images).model_dump_json()
             yield ServerSentEvent(data=body, event="job", id=str(snapshot.sequence))
 
-    return JobStream(watch, events(), ping=waiters.settings.stream_heartbeat_seconds)
+    return JobStream(
+        watch,
+        events(),
+        ping=waiters.settings.stream_heartbeat_seconds,
+        send_timeout=SEND_TIMEOUT_SECONDS,
+    )

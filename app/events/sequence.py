@@ -35,7 +35,7 @@ class JobState(Protocol):
 
 
 def sequence(job: JobState) -> int:
-    """The job's sequence: `RRPPPA` as digits, status rank, progress (0..100), archive stage."""
+    """The job's sequence, `RPPPA` as digits: status rank, progress (0..100), archive stage."""
     status = JobStatus(job.status)
     if not status.is_final:
         rank = RANK[status]

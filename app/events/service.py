@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import structlog
@@ -111,7 +111,7 @@ async def follow(
     caller: str,
     first: JobSnapshot,
     after: int | None,
-) -> AsyncIterator[JobSnapshot]:
+) -> AsyncGenerator[JobSnapshot]:
     """Each state of the job newer than `after`, from `first` on, until it is settled.
 
     A state that lasted less than one read may be folded into the next: every state yielded is
@@ -120,6 +120,7 @@ async def follow(
     the end.
     """
     snapshot: JobSnapshot | None = first
+    away = False
     with watch:
         while True:
             if snapshot is not None:
@@ -129,8 +130,8 @@ async def follow(
                 if is_settled(snapshot.job):
                     return
                 await watch.changed()
-                if watch.hub.closing:
-                    return  # shutting down: the client resumes elsewhere with Last-Event-ID
+            if watch.hub.closing:
+                return  # shutting down: the client resumes elsewhere with Last-Event-ID
             try:
                 snapshot = await _read(watch, sessions, caller)
             except JobNotFound:
@@ -138,9 +139,14 @@ async def follow(
             except DATABASE_ERRORS as exc:
                 if not is_database_unavailable(exc):
                     raise
-                log.info("stream_database_unavailable", job_id=str(watch.job_id))
-                snapshot = None
+                if not away:
+                    log.info("stream_paused", job_id=str(watch.job_id), reason="database")
+                away, snapshot = True, None
                 await watch.changed(STREAM_RETRY_SECONDS)
+                continue
+            if away:
+                log.info("stream_resumed", job_id=str(watch.job_id))
+                away = False
 
 
 async def _read(

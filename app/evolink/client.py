@@ -22,11 +22,12 @@ from app.evolink.errors import (
     EvolinkTimeout,
     EvolinkUnavailable,
 )
-from app.evolink.schemas import ApiErrorBody, CreateTaskRequest, Task
+from app.evolink.schemas import ApiErrorBody, CreateTaskRequest, Credits, Task
 from app.metrics import EVOLINK_LATENCY, EVOLINK_REQUESTS
 
 CREATE_PATH = "/v1/images/generations"
 TASK_PATH = "/v1/tasks/{task_id}"
+CREDITS_PATH = "/v1/credits"
 CONNECT_TIMEOUT_SECONDS = 5.0
 SIMULATOR_HEALTH_PATH = "/_sim/health"
 
@@ -66,6 +67,17 @@ class EvolinkClient:
         path = TASK_PATH.format(task_id=quote(task_id, safe="").replace(".", "%2E"))
         response = await self._send("get_task", "GET", path)
         return _parse_task(response)
+
+    async def get_credits(self) -> Credits:
+        """The balances of this service's key and account."""
+        response = await self._send("get_credits", "GET", CREDITS_PATH)
+        try:
+            return Credits.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise EvolinkOutcomeUnknown(
+                f"EvoLink answered {response.status_code} with a body that is not a balance",
+                status=response.status_code,
+            ) from exc
 
     async def is_simulator(self) -> bool:
         """Whether the base URL answers like `evolink-jobs simulator` (never real EvoLink)."""

@@ -120,3 +120,35 @@ class ApiError(_Lenient):
 
 class ApiErrorBody(_Lenient):
     error: ApiError
+
+
+class CreditAccount(_Lenient):
+    """One of the balances `GET /v1/credits` reports."""
+
+    remaining_credits: float | None = None
+    used_credits: float | None = None
+    unlimited_credits: bool | None = None
+
+
+class CreditsData(_Lenient):
+    token: CreditAccount | None = None  # this API key's allowance
+    user: CreditAccount | None = None  # the account's
+
+
+class Credits(_Lenient):
+    """EvoLink's `GET /v1/credits` answer."""
+
+    success: bool | None = None
+    message: str | None = None
+    data: CreditsData | None = None
+
+    @property
+    def remaining(self) -> float | None:
+        """What this key can still spend: the lower of its allowance (unless unlimited) and the
+        account's balance; None when EvoLink said neither."""
+        data = self.data or CreditsData()
+        figures = [data.user.remaining_credits if data.user else None]
+        if data.token is not None and not data.token.unlimited_credits:
+            figures.append(data.token.remaining_credits)
+        known = [figure for figure in figures if figure is not None]
+        return min(known) if known else None

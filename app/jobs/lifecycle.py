@@ -17,6 +17,7 @@ from app.events import changes
 from app.jobs.models import EventSource, JobStatus
 from app.metrics import job_finished
 from app.notifications import service as notifications_service
+from app.spend import service as spend_service
 
 
 async def job_changed(
@@ -26,4 +27,5 @@ async def job_changed(
     if status.is_final:
         job_finished(source, status)
         await notifications_service.job_ended(session, job_id, status)
+    await spend_service.job_changed(session, job_id, status, source)
     await changes.announce(session, job_id)

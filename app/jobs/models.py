@@ -67,6 +67,9 @@ class Job(Base):
         Index("ix_jobs_caller_created_at", "caller", "created_at", "id"),
         Index("ix_jobs_status_updated_at", "status", "updated_at"),
         Index("ix_jobs_next_attempt_at", "next_attempt_at"),
+        # Purges of finished jobs, and worker shutdown (release_all), without full scans.
+        Index("ix_jobs_completed_at", "completed_at"),
+        Index("ix_jobs_claimed_by", "claimed_by"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.archive import service as archive_service
-from app.archive.models import ArchiveImage
+from app.archive.models import ArchiveImage, ArchiveStatus
 from app.archive.schemas import image_read
 from app.auth.dependencies import CallerDep
-from app.db import SessionDep, utcnow
+from app.db import ReadSessionDep, SessionDep, utcnow
 from app.dependencies import SettingsDep, SubmitterDep, wake_worker
 from app.errors import PROBLEM_JSON, AppError, problem_response
 from app.events import service as waits_service
-from app.events.prefer import PreferWaitDep, preference_applied
+from app.events.prefer import PreferWaitDep, preference_applied, waited_response
 from app.events.waiters import WaitersDep
 from app.jobs import events as job_events
 from app.jobs import idempotency
@@ -27,6 +27,8 @@ from app.jobs.models import Job, JobStatus
 from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
 from app.notifications import service as notifications_service
 from app.openapi import problem_responses
+from app.spend import service as spend_service
+from app.spend.dependencies import SpendPolicyDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -38,7 +40,7 @@ MAX_PAGE_SIZE = 200
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problem_responses(400, 401, 409, 422, 502, 503),
+    responses={**problem_responses(400, 401, 409, 422, 429, 502, 503), **waited_response(202)},
     summary="Submit a generation job",
 )
 async def create_job(
@@ -48,6 +50,7 @@ async def create_job(
     submitter: SubmitterDep,
     settings: SettingsDep,
     request: Request,
+    spend: SpendPolicyDep,
     waiters: WaitersDep,
     wait: PreferWaitDep,
     idempotency_key: Annotated[
@@ -67,7 +70,11 @@ async def create_job(
         submission = submitter.claim_values(1) if sending else {"next_attempt_at": utcnow()}
 
         async def new_job() -> Job:
-            return await jobs_service.create_job(session, caller, body, submission)
+            # Refused creates (out of credits, over a limit) raise and leave nothing behind.
+            await spend_service.refuse_early(session, spend, caller, body)
+            job = await jobs_service.create_job(session, caller, body, submission)
+            await spend_service.reserve(session, spend, job)
+            return job
 
         if key is None:
             job = await new_job()
@@ -134,7 +141,7 @@ async def _replay(
 )
 async def list_jobs(
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -143,20 +150,20 @@ async def list_jobs(
     jobs, next_cursor = await jobs_service.list_jobs(
         session, caller, status=status_filter, limit=limit, cursor=cursor
     )
-    images = await archive_service.archived_images_by_job(session, [job.id for job in jobs])
+    images = await archive_service.archived_images_by_job(session, _with_images(jobs))
     return JobPage(data=[to_read(job, images[job.id]) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get(
     "/{job_id}",
     response_model=JobRead,
-    responses=problem_responses(401, 404, 422),
+    responses={**problem_responses(401, 404, 422), **waited_response(200)},
     summary="Get a job",
 )
 async def get_job(
     job_id: uuid.UUID,
     caller: CallerDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     waiters: WaitersDep,
     wait: PreferWaitDep,
 ) -> Response | JobRead:
@@ -164,7 +171,7 @@ async def get_job(
     if wait is not None:
         return await _waited(waiters, caller, job_id, wait, status.HTTP_200_OK, {})
     job = await jobs_service.get_job(session, caller, job_id)
-    images = await archive_service.archived_images_by_job(session, [job.id])
+    images = await archive_service.archived_images_by_job(session, _with_images([job]))
     return to_read(job, images[job.id])
 
 
@@ -205,6 +212,11 @@ async def _waited(
     return JSONResponse(
         body, status_code=status_code, headers={**headers, **preference_applied(seconds)}
     )
+
+
+def _with_images(jobs: Sequence[Job]) -> list[uuid.UUID]:
+    # Only a job whose archiving began can have images: the others cost no query.
+    return [job.id for job in jobs if job.archive_status not in (None, ArchiveStatus.OFF)]
 
 
 def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:

@@ -295,6 +295,3 @@ class JobEventPage(BaseModel):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` for the next page; null at the end."
     )
-
-
-JobEventList = JobEventPage  # the name before paging

@@ -123,7 +123,7 @@ class JobActions:
             await self._task_not_found(job, job.evolink_task_id)
             return
         except evolink_errors.EvolinkError as exc:
-            if job.status == JobStatus.QUEUED and _not_a_task(exc):
+            if job.submit_state != SubmitState.DONE and _not_a_task(exc):
                 # Only a callback named this id, and EvoLink does not answer it as a task.
                 await self._task_not_found(job, job.evolink_task_id)
                 return
@@ -171,7 +171,7 @@ class JobActions:
 
     async def _task_not_found(self, job: Job, task_id: str) -> None:
         async with self.sessions() as session:
-            if job.status == JobStatus.QUEUED:
+            if job.submit_state != SubmitState.DONE:
                 # Only a callback named this task; it may have been forged.
                 await unbind_unconfirmed_task(
                     session, job.id, task_id, f"EvoLink does not know task {task_id}; unbound"

@@ -23,7 +23,13 @@ HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 
 
 class Worker:
-    """Claims due jobs every `interval` seconds (or when woken) and handles them concurrently."""
+    """Claims due jobs every `interval` seconds (or when woken) and handles them concurrently.
+
+    When a tick fills every free place (`batch_size` jobs held at once), more may be due: each
+    handler that ends then wakes the loop, so a backlog drains as fast as the jobs are handled
+    (for submissions, as fast as EvoLink accepts them, SUBMIT_CONCURRENCY at a time), not at
+    `batch_size` per `interval`.
+    """
 
     def __init__(
         self,
@@ -44,6 +50,7 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = 0.0
+        self._more_due = False
         self.outage = OutageLog()
 
     @property
@@ -88,10 +95,11 @@ class Worker:
                 session, self.owner, now, self.actions.policy.lease_until(now), capacity
             )
             await session.commit()
+        self._more_due = len(jobs) == capacity
         for job in jobs:
             task = asyncio.create_task(self._handle(job))
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._handled)
         await self._housekeeping()
         return len(jobs)
 
@@ -114,6 +122,11 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
         released = await release_claims(self.sessions, self.owner)  # never raises
         log.info("worker_stopped", owner=self.owner, released_claims=released)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._more_due:
+            self.wake()  # a place is free and the last claim was full: claim again now
 
     async def _handle(self, job: Job) -> None:
         try:

@@ -21,7 +21,9 @@ log = structlog.get_logger(__name__)
 
 async def run_worker_alone(settings: Settings) -> None:
     """Run the worker loop until a stop signal, then release claims and exit."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, pool_size=settings.database_pool_size, max_overflow=0
+    )
     http = build_http_client(settings.evolink_base_url, settings.evolink_timeout_seconds)
     submitter = Submitter.from_settings(settings, http)
     sessions = create_session_factory(engine)

@@ -1,10 +1,12 @@
-"""hot paths (issue #12): reserved, filled by that issue's work
+"""hot paths (issue #12): indexes for purges of finished jobs and for releasing claims
 
 Revision ID: 0007
 Revises: 0006
 """
 
 from collections.abc import Sequence
+
+from alembic import op
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -13,8 +15,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    # On PostgreSQL the indexes are built CONCURRENTLY: a large jobs table stays writable.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_jobs_completed_at", "jobs", ["completed_at"], postgresql_concurrently=True
+        )
+        op.create_index("ix_jobs_claimed_by", "jobs", ["claimed_by"], postgresql_concurrently=True)
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_jobs_claimed_by", table_name="jobs")
+    op.drop_index("ix_jobs_completed_at", table_name="jobs")

@@ -96,7 +96,8 @@ async def test_a_body_nested_5000_deep_never_breaks_the_history(
     job, path = await submit(client, evolink)
     deep = "[" * 5000 + "]" * 5000
     nan = f'{{"id": "{TASK}", "status": "processing", "progress": NaN}}'
-    for raw in (deep, nan):
+    surrogate = f'{{"id": "{TASK}", "status": "processing", "note": "\\ud800"}}'
+    for raw in (deep, nan, surrogate):
         response = await anonymous.post(
             path, content=raw.encode(), headers={"Content-Type": "application/json"}
         )
@@ -105,7 +106,11 @@ async def test_a_body_nested_5000_deep_never_breaks_the_history(
     history = await client.get(f"/v1/jobs/{job['id']}/events")
     assert history.status_code == 200, history.text
     bodies = [e["body"] for e in history.json()["data"] if e["outcome"] == "rejected"]
-    assert bodies == [deep, nan]  # shown as the text they were: they do not render as JSON
+    assert bodies == [
+        deep,
+        nan,
+        surrogate,
+    ]  # shown as the text they were: they do not render as JSON
 
 
 async def test_a_job_keeps_a_bounded_number_of_bodies_and_counts_the_rest(

@@ -19,7 +19,7 @@ from app.worker.runner import Worker
 from tests.conftest import make_settings
 from tests.support import evolink_payloads as payloads
 from tests.support.jobs import submit
-from tests.support.rows import Sessions, history, make_due, run, set_job, stored
+from tests.support.rows import Sessions, ago, history, make_due, run, set_job, stored
 
 FORGED = "task-unified-1757156493-forged00"
 FORGED_RESULT = "https://attacker.example/forged.png"
@@ -156,3 +156,49 @@ async def test_a_task_id_evolink_denied_is_refused_without_asking_again(
     assert real.call_count == 1
     done = await stored(session_factory, job_id)
     assert (done.status, done.evolink_task_id) == ("completed", payloads.TASK_ID)
+
+
+async def test_a_forged_id_cannot_hold_a_job_we_gave_up_against_evolinks_late_result(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    worker: Worker,
+    session_factory: Sessions,
+) -> None:
+    """A create answer lost, the job failed `submission_unknown`: a forged id EvoLink denies is
+    unbound again, so EvoLink's real callback, arriving late, still completes the job."""
+    create = evolink.post("/v1/images/generations").mock(return_value=httpx.Response(500))
+    job_id = (await client.post("/v1/jobs", json={"prompt": "a cat"})).json()["id"]
+    path = httpx.URL(json.loads(create.calls.last.request.content)["callback_url"]).path
+    await set_job(session_factory, job_id, submitted_at=ago(3600))
+    await make_due(session_factory, job_id)
+    await run(worker)
+    assert (await stored(session_factory, job_id)).error_code == "submission_unknown"
+
+    denied = evolink.get(f"/v1/tasks/{FORGED}").mock(return_value=httpx.Response(404))
+    forged = payloads.completed_task(FORGED, results=[FORGED_RESULT])
+    assert (await anonymous.post(path, json=forged)).json() == {"outcome": "deferred"}
+    await run(worker)
+    assert denied.call_count == 1
+    row = await stored(session_factory, job_id)
+    assert (row.status, row.error_code, row.evolink_task_id) == (
+        "failed",
+        "submission_unknown",
+        None,
+    )
+    assert row.next_attempt_at is None
+
+    real = evolink.get(f"/v1/tasks/{payloads.TASK_ID}").mock(
+        return_value=httpx.Response(200, json=payloads.completed_task())
+    )
+    assert (await anonymous.post(path, json=payloads.completed_task())).json() == {
+        "outcome": "deferred"
+    }
+    await run(worker)
+    assert real.call_count == 1
+    done = await stored(session_factory, job_id)
+    assert (done.status, done.evolink_task_id, done.results) == (
+        "completed",
+        payloads.TASK_ID,
+        [payloads.RESULT_URL],
+    )

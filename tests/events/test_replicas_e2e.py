@@ -24,6 +24,7 @@ from tests.support import databases, pg_cluster, processes
 
 ALPHA = "e2e-alpha-key"
 BEFORE_DEADLINE = 30
+HEARTBEAT_SECONDS = 0.5
 QUIET = {"WAIT_RECHECK_SECONDS": "60", "VERIFY_CALLBACKS": "false", "ARCHIVE_URL": "off"}
 
 
@@ -40,7 +41,11 @@ class Replicas:
     def serve(self) -> str:
         port = processes.free_port()
         env = processes.service_env(
-            self.database_url, self.simulator_url, port, STREAM_HEARTBEAT_SECONDS="0.5", **QUIET
+            self.database_url,
+            self.simulator_url,
+            port,
+            STREAM_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
+            **QUIET,
         )
         self.members.append(processes.service(self.tmp, env, port).start())
         return f"http://127.0.0.1:{port}"
@@ -175,6 +180,7 @@ async def test_a_stream_survives_a_database_restart(
 
                 private_cluster.stop("fast")  # every connection, the listeners' too, is cut
                 beats = stream.heartbeats
+                await asyncio.sleep(3 * HEARTBEAT_SECONDS)  # an outage of a few heartbeats
                 private_cluster.start()
                 # Each replica listens again on a new connection.
                 await asyncio.wait_for(until_listening(private_cluster, 2), BEFORE_DEADLINE)

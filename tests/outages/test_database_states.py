@@ -123,10 +123,14 @@ async def test_every_route_answers_503_then_recovers_without_a_restart(
                 await api.get(f"/v1/jobs/{job_id}"),
                 await api.get("/v1/jobs"),
                 await anonymous.get("/readyz"),
-                await anonymous.get("/metrics"),
                 await anonymous.post(callback, json=completed),
             ):
                 assert_database_unavailable(response)
+            # /metrics reads a snapshot, never the database: it still answers, with the
+            # process's own counters, while the database is away.
+            metrics = await anonymous.get("/metrics")
+            assert metrics.status_code == 200
+            assert "evolink_jobs_metrics_snapshot_age_seconds" in metrics.text
 
         # The same process, no restart: EvoLink's retried callback is stored this time.
         assert (await anonymous.get("/readyz")).status_code == 200

@@ -6,11 +6,14 @@ The claims cannot be released then; their leases lapse and another process takes
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from structlog.testing import capture_logs
 
 from app.config import Settings
+from app.main import create_app
 from app.worker.claims import release_claims
 from app.worker.runner import build_worker
 from tests.support.pg_cluster import PostgresCluster
@@ -37,3 +40,22 @@ async def test_worker_stop_and_release_claims_survive_a_database_outage(
     assert len(failures) == 2 and all(e["log_level"] == "warning" for e in failures)
     assert not [e for e in logs if e.get("exc_info")], "an outage is not a stack trace"
     assert [e for e in logs if e["event"] == "worker_stopped"]
+
+
+async def test_the_whole_shutdown_survives_a_database_outage(
+    settings: Settings, cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """serve's lifespan, with its worker and archiver, ends cleanly while PostgreSQL is down."""
+    application = create_app(
+        settings.model_copy(update={"archive_url": f"file://{tmp_path}"}), run_worker=True
+    )
+    manager = LifespanManager(application)
+    await manager.__aenter__()
+    cluster.stop("fast")
+    try:
+        with capture_logs() as logs:
+            await asyncio.wait_for(manager.__aexit__(None, None, None), timeout=60)
+    finally:
+        cluster.start()
+    assert not [e for e in logs if e.get("exc_info")], [e["event"] for e in logs]
+    assert [e for e in logs if e["event"] == "stopped"]

@@ -54,6 +54,8 @@ def service_env(database_url: str, simulator_url: str, port: int, **extra: str) 
         # The simulator serves images from 127.0.0.1; never archive into the working directory.
         ARCHIVE_URL="file://" + tempfile.mkdtemp(prefix="evolink-archive-"),
         ARCHIVE_ALLOW_PRIVATE_NETWORKS="true",
+        # A forced 402 must not refuse the next test's jobs (tests/spend covers the back-off).
+        OUT_OF_CREDITS_BACKOFF_SECONDS="0.001",
     )
     env.update(extra)
     return env

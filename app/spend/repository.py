@@ -1,0 +1,268 @@
+"""The SQL for the ledger, the limit counters and the blocks, and nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.jobs.models import Job
+from app.spend.models import EntryState, SpendBlock, SpendCounter, SpendEntry
+
+# Floating-point slack when comparing a sum of credits with a limit.
+EPSILON = 1e-6
+
+
+async def add_entry(session: AsyncSession, entry: SpendEntry) -> None:
+    """Insert a job's ledger entry."""
+    session.add(entry)
+    await session.flush()
+
+
+async def get_entry(session: AsyncSession, job_id: uuid.UUID) -> SpendEntry | None:
+    """A job's ledger entry, fresh from the database."""
+    return await session.get(SpendEntry, job_id, populate_existing=True)
+
+
+async def update_entry(session: AsyncSession, job_id: uuid.UUID, **values: object) -> None:
+    """Set columns of a job's ledger entry."""
+    await session.execute(
+        update(SpendEntry)
+        .where(SpendEntry.job_id == job_id)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class WindowKeys:
+    """The keys of the current UTC minute, day and month."""
+
+    minute: str
+    day: str
+    month: str
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The limits one scope's row is checked against; None: no limit."""
+
+    minute_jobs: int | None = None
+    in_flight: int | None = None
+    day_credits: float | None = None
+    month_credits: float | None = None
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a scope has used in the current windows."""
+
+    minute_jobs: int = 0
+    in_flight: int = 0
+    day_credits: float = 0.0
+    month_credits: float = 0.0
+
+
+def _current(keys: WindowKeys) -> tuple[Any, Any, Any]:
+    """A row's totals in the windows `keys` name (0 where the row counts an older window)."""
+    c = SpendCounter
+    return (
+        case((c.minute_key == keys.minute, c.minute_jobs), else_=0),
+        case((c.day_key == keys.day, c.day_credits), else_=0.0),
+        case((c.month_key == keys.month, c.month_credits), else_=0.0),
+    )
+
+
+async def add_job(
+    session: AsyncSession,
+    scope: str,
+    keys: WindowKeys,
+    credits: float,
+    bounds: Bounds,
+    at: datetime,
+) -> bool:
+    """Count one more job of `credits` in one conditional UPDATE of the scope's row, unless that
+    would pass one of `bounds`; True if it did.
+
+    Totals of windows that have ended start again from zero in the same statement. On
+    PostgreSQL a concurrent transaction waits for the row, then re-checks the condition against
+    the committed totals, so no two creates can both take the last room.
+    """
+    if await _add(session, scope, keys, credits, bounds, at):
+        return True
+    # No row yet, or a bound refused. Create the row unless it exists (a concurrent first create
+    # may be making it: the insert waits for that one's commit), then ask once more.
+    await _insert_counter(session, scope, at)
+    return await _add(session, scope, keys, credits, bounds, at)
+
+
+async def _add(
+    session: AsyncSession,
+    scope: str,
+    keys: WindowKeys,
+    credits: float,
+    bounds: Bounds,
+    at: datetime,
+) -> bool:
+    c = SpendCounter
+    minute, day, month = _current(keys)
+    conditions = [c.scope == scope]
+    if bounds.minute_jobs is not None:
+        conditions.append(minute + 1 <= bounds.minute_jobs)
+    if bounds.in_flight is not None:
+        conditions.append(c.in_flight + 1 <= bounds.in_flight)
+    if bounds.day_credits is not None:
+        conditions.append(day + credits <= bounds.day_credits + EPSILON)
+    if bounds.month_credits is not None:
+        conditions.append(month + credits <= bounds.month_credits + EPSILON)
+    result = await session.execute(
+        update(c)
+        .where(*conditions)
+        .values(
+            minute_key=keys.minute,
+            minute_jobs=minute + 1,
+            day_key=keys.day,
+            day_credits=day + credits,
+            month_key=keys.month,
+            month_credits=month + credits,
+            in_flight=c.in_flight + 1,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+async def _insert_counter(session: AsyncSession, scope: str, at: datetime) -> None:
+    """Create a scope's row at zero unless it exists."""
+    values = {
+        "scope": scope,
+        "minute_key": "",
+        "minute_jobs": 0,
+        "day_key": "",
+        "day_credits": 0.0,
+        "month_key": "",
+        "month_credits": 0.0,
+        "in_flight": 0,
+        "updated_at": at,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(SpendCounter).values(values).on_conflict_do_nothing())
+
+
+async def settle(
+    session: AsyncSession,
+    scope: str,
+    *,
+    day_key: str,
+    month_key: str,
+    delta: float,
+    release: bool,
+    at: datetime,
+) -> None:
+    """Correct a scope's credits of the day and month a job was created in by `delta` (where the
+    row still counts those windows; never below 0), and release its place in flight."""
+    c = SpendCounter
+
+    def corrected(key_column: Any, total: Any, key: str) -> Any:
+        fixed = total + delta
+        return case((key_column == key, case((fixed < 0, 0.0), else_=fixed)), else_=total)
+
+    values: dict[str, Any] = {"updated_at": at}
+    if delta:
+        values["day_credits"] = corrected(c.day_key, c.day_credits, day_key)
+        values["month_credits"] = corrected(c.month_key, c.month_credits, month_key)
+    if release:
+        values["in_flight"] = case((c.in_flight > 0, c.in_flight - 1), else_=0)
+    if len(values) > 1:
+        await session.execute(
+            update(c)
+            .where(c.scope == scope)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def totals(
+    session: AsyncSession, scopes: Sequence[str], keys: WindowKeys
+) -> dict[str, Totals]:
+    """Each scope's totals in the windows `keys` name, as committed now, in one read that takes
+    no lock (zeros for a scope without a row)."""
+    minute, day, month = _current(keys)
+    rows = await session.execute(
+        select(SpendCounter.scope, minute, SpendCounter.in_flight, day, month).where(
+            SpendCounter.scope.in_(list(scopes))
+        )
+    )
+    found = {row[0]: Totals(int(row[1]), int(row[2]), float(row[3]), float(row[4])) for row in rows}
+    return {scope: found.get(scope, Totals()) for scope in scopes}
+
+
+async def oldest_open_entry_at(session: AsyncSession, caller: str) -> datetime | None:
+    """When the caller's oldest job still in flight (price reserved, not settled) was created."""
+    return await session.scalar(
+        select(func.min(SpendEntry.created_at)).where(
+            SpendEntry.caller == caller, SpendEntry.state == EntryState.RESERVED
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StatusTotal:
+    """Jobs and credits of one caller and status in a window."""
+
+    caller: str
+    status: str
+    jobs: int
+    credits: float
+    reserved: float
+
+
+async def totals_by_status(
+    session: AsyncSession, caller: str | None, start: datetime, end: datetime
+) -> Sequence[StatusTotal]:
+    """The ledger's jobs and credits created in [start, end), by caller and job status.
+
+    `credits` counts a settled entry's cost and an open entry's price; `reserved` the latter.
+    """
+    open_price = case((SpendEntry.state == EntryState.RESERVED, SpendEntry.price), else_=0.0)
+    query = (
+        select(
+            SpendEntry.caller,
+            Job.status,
+            func.count(),
+            func.coalesce(func.sum(func.coalesce(SpendEntry.charged, SpendEntry.price)), 0.0),
+            func.coalesce(func.sum(open_price), 0.0),
+        )
+        .join(Job, Job.id == SpendEntry.job_id)
+        .where(SpendEntry.created_at >= start, SpendEntry.created_at < end)
+        .group_by(SpendEntry.caller, Job.status)
+    )
+    if caller is not None:
+        query = query.where(SpendEntry.caller == caller)
+    rows = (await session.execute(query)).all()
+    return [StatusTotal(row[0], row[1], int(row[2]), float(row[3]), float(row[4])) for row in rows]
+
+
+async def get_block(session: AsyncSession, name: str) -> SpendBlock | None:
+    """A block by name, fresh."""
+    return await session.get(SpendBlock, name, populate_existing=True)
+
+
+async def set_block(session: AsyncSession, name: str, since: datetime, reason: str) -> None:
+    """Start (or restart) a block from `since`."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(SpendBlock).values(name=name, since_at=since, reason=reason)
+    statement = statement.on_conflict_do_update(
+        index_elements=[SpendBlock.name], set_={"since_at": since, "reason": reason}
+    )
+    await session.execute(statement)
