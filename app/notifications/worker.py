@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.callers import Callers
 from app.config import Settings
 from app.db import utcnow
+from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.policy import process_identity
 from app.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATION_DELIVERIES, NOTIFICATION_LAG
 from app.net.guard import guarded_transport, refused
@@ -222,8 +223,13 @@ class NotificationWorker:
             async with self.sessions() as session:
                 await repository.release_all(session, self.owner)
                 await session.commit()
-        except Exception:
-            log.exception("notification_release_failed", owner=self.owner)
+        except Exception as exc:
+            if is_database_unavailable(exc):  # the leases lapse instead
+                log.warning(
+                    "notification_release_failed", owner=self.owner, **database_error_fields(exc)
+                )
+            else:
+                log.exception("notification_release_failed", owner=self.owner)
         await self.deliverer.http.aclose()
 
     async def _deliver(self, notification: Notification) -> None:
