@@ -84,7 +84,7 @@ def create_app(
         job_gauges = JobGauges(settings.database_url, settings.metrics_refresh_seconds)
         app.state.job_gauges = job_gauges
         job_gauges.start()
-        waiters = app.state.waiters = Waiters(settings, sessions)
+        waiters = app.state.waiters = Waiters(settings, app.state.read_session_factory)
         await waiters.start()
         app.state.notifier = notifier
         if await submitter.evolink.is_simulator():

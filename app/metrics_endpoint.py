@@ -40,6 +40,8 @@ async def require_metrics_token(
     summary="Prometheus metrics",
     response_class=Response,
     dependencies=[Depends(require_metrics_token)],
+    # The bearer token is optional (needed only when METRICS_TOKEN is set); `{}` says so.
+    openapi_extra={"security": [{}]},
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
         401: {"description": "METRICS_TOKEN is set and the request did not carry it"},

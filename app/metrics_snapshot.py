@@ -93,8 +93,14 @@ class JobGauges:
             except Exception as exc:
                 # An outage is the worker's and /readyz's to report (the snapshot's age shows
                 # it here); anything else is a bug, logged once until a refresh works again.
+                # Logged without a trace: a refresh cut short at shutdown or by a database
+                # going away mid-query is not always classified as an outage.
                 if not self._failing and not is_database_unavailable(exc):
-                    log.exception("metrics_refresh_failed")
+                    log.error(
+                        "metrics_refresh_failed",
+                        error_type=type(exc).__name__,
+                        error=str(exc)[:300],
+                    )
                     self._failing = True
             else:
                 self._failing = False

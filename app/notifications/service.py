@@ -23,7 +23,7 @@ from app.errors import AppError, ResourceNotFound
 from app.jobs import repository as jobs_repository
 from app.jobs import service as jobs_service
 from app.jobs.models import JobStatus
-from app.notifications import repository, targets
+from app.notifications import repository, targets, wakeups
 from app.notifications.models import (
     Notification,
     NotificationAttempt,
@@ -101,6 +101,7 @@ async def _enqueue(
         next_attempt_at=now,
     )
     await repository.add_notification(session, notification)
+    wakeups.written(session)
     log.info("notification_queued", job_id=str(job.id), event_id=notification.event_id)
     return notification
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -22,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.callers import Callers
 from app.config import Settings
 from app.db import utcnow
+from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.policy import process_identity
 from app.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATION_DELIVERIES, NOTIFICATION_LAG
 from app.net.guard import guarded_transport, refused
-from app.notifications import repository, targets
+from app.notifications import repository, targets, wakeups
 from app.notifications import service as notifications_service
 from app.notifications.models import Notification, NotificationStatus
 from app.notifications.service import AttemptResult
@@ -157,6 +158,7 @@ class NotificationWorker:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] = lambda: None
         self.outage = OutageLog()
 
     @property
@@ -164,7 +166,9 @@ class NotificationWorker:
         return self.deliverer.owner
 
     def start(self) -> None:
-        """Run the loop in the background of the current event loop."""
+        """Run the loop in the background of the current event loop, woken by every commit in
+        this process that writes an event."""
+        self._unsubscribe = wakeups.subscribe(self.wake)
         self._loop_task = asyncio.create_task(self.run(), name="evolink-jobs-notifications")
 
     def wake(self) -> None:
@@ -209,6 +213,7 @@ class NotificationWorker:
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming, let deliveries finish for `grace_seconds`, then release every claim."""
         self._stopping = True
+        self._unsubscribe()
         self.wake()
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,8 +227,13 @@ class NotificationWorker:
             async with self.sessions() as session:
                 await repository.release_all(session, self.owner)
                 await session.commit()
-        except Exception:
-            log.exception("notification_release_failed", owner=self.owner)
+        except Exception as exc:
+            if is_database_unavailable(exc):  # the leases lapse instead
+                log.warning(
+                    "notification_release_failed", owner=self.owner, **database_error_fields(exc)
+                )
+            else:
+                log.exception("notification_release_failed", owner=self.owner)
         await self.deliverer.http.aclose()
 
     async def _deliver(self, notification: Notification) -> None:

@@ -1,7 +1,7 @@
-"""The console's SQL: filtered keyset pages of jobs, and credits spent (from the jobs' usage).
+"""The console's SQL: filtered keyset pages of jobs, and credits spent per day and caller.
 
-Credits are read from each job's stored `usage.credits_reserved` (what EvoLink reserved for the
-task), until a spend ledger exists; the `credits_*` functions are the ones to swap for it.
+Credits come from the spend ledger (app/spend): each job's entry counts for its cost once
+settled and its price until then, on the day the job was created, as the limits count them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from app.jobs.models import FINAL_STATUSES, Job, JobStatus
+from app.jobs.models import FINAL_STATUSES, Job
+from app.spend.models import SpendEntry
 
 Keyset = tuple[datetime, uuid.UUID]
-# Reserved credits of failed and cancelled tasks are not counted as spent.
-UNSPENT_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -76,52 +76,33 @@ async def job_callers(session: AsyncSession) -> list[str]:
     return list((await session.scalars(select(Job.caller).distinct().order_by(Job.caller))).all())
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def _utc_day(session: AsyncSession, column: InstrumentedAttribute[datetime]) -> ColumnElement[date]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite keeps UTC text: its first ten characters
 
 
-def _credits(session: AsyncSession) -> tuple[ColumnElement[float], ColumnElement[bool]]:
-    """The job's reserved credits, and the condition that it is a number (both dialects)."""
-    reserved = Job.usage["credits_reserved"]
-    if _dialect(session) == "postgresql":
-        is_number = func.json_typeof(Job.usage.op("->")("credits_reserved")) == "number"
-    else:
-        is_number = func.json_type(Job.usage, "$.credits_reserved").in_(("integer", "real"))
-    return reserved.as_float(), is_number
-
-
-def _utc_day(session: AsyncSession) -> ColumnElement[date]:
-    if _dialect(session) == "postgresql":
-        return func.date(func.timezone("UTC", Job.created_at))
-    return func.date(Job.created_at)  # SQLite keeps UTC text: its first ten characters
-
-
-def _spent_since(
-    session: AsyncSession, since: datetime, caller: str | None
-) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
-    amount, is_number = _credits(session)
-    conditions = [
-        Job.created_at >= since,
-        Job.usage.is_not(None),
-        Job.status.not_in(UNSPENT_STATUSES),
-        is_number,
-    ]
+def _spent_since(since: datetime, caller: str | None) -> list[ColumnElement[bool]]:
+    conditions = [SpendEntry.created_at >= since]
     if caller is not None:
-        conditions.append(Job.caller == caller)
-    return amount, conditions
+        conditions.append(SpendEntry.caller == caller)
+    return conditions
+
+
+# What an entry counts for now: its cost once settled, its price until then (SpendEntry.credits).
+_CREDITS = func.coalesce(SpendEntry.charged, SpendEntry.price)
 
 
 async def credits_by_day(
     session: AsyncSession, since: datetime, caller: str | None
 ) -> list[tuple[date, str, float]]:
     """Credits per UTC day and caller for jobs created since `since` (one caller's, or all)."""
-    amount, conditions = _spent_since(session, since, caller)
-    day = _utc_day(session)
+    day = _utc_day(session, SpendEntry.created_at)
     rows = await session.execute(
-        select(day, Job.caller, func.sum(amount))
-        .where(*conditions)
-        .group_by(day, Job.caller)
-        .order_by(day, Job.caller)
+        select(day, SpendEntry.caller, func.sum(_CREDITS))
+        .where(*_spent_since(since, caller))
+        .group_by(day, SpendEntry.caller)
+        .order_by(day, SpendEntry.caller)
     )
     return [
         (value if isinstance(value, date) else date.fromisoformat(str(value)), name, float(total))
@@ -133,9 +114,10 @@ async def credits_by_caller(
     session: AsyncSession, since: datetime, caller: str | None
 ) -> dict[str, float]:
     """Credits per caller for jobs created since `since`."""
-    amount, conditions = _spent_since(session, since, caller)
     rows = await session.execute(
-        select(Job.caller, func.sum(amount)).where(*conditions).group_by(Job.caller)
+        select(SpendEntry.caller, func.sum(_CREDITS))
+        .where(*_spent_since(since, caller))
+        .group_by(SpendEntry.caller)
     )
     return {name: float(total) for name, total in rows.all()}
 

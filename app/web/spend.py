@@ -1,8 +1,7 @@
 """The spend page's rules: credits per day over the last 30 days, and what is left of each
 budget in the callers' limits. Services flush but never commit.
 
-Credits come from app/web/repository.py's `credits_*` functions, which read the jobs' stored
-usage until a spend ledger exists.
+Credits come from the spend ledger through app/web/repository.py's `credits_*` functions.
 """
 
 from __future__ import annotations
@@ -63,8 +62,8 @@ async def spend(
 ) -> Spend:
     """The viewer's spend over the last 30 days (every caller's for an admin) and budgets.
 
-    Credits are what EvoLink reserved for each job that has not failed or been cancelled,
-    counted on the UTC day the job was created.
+    Credits are the ledger's: a job counts for its price while it runs and for what it cost
+    once it ended, on the UTC day it was created (as the limits count them).
     """
     only = None if viewer.admin else viewer.name
     today = now.astimezone(UTC).date()

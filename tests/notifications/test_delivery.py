@@ -410,3 +410,27 @@ def _sample(name: str, **labels: str) -> float:
 
 def _seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+async def test_a_running_worker_is_woken_by_the_commit_that_writes_an_event(
+    settings: Settings, session_factory: Sessions, receiver: Receiver
+) -> None:
+    # Its loop looks for work once an hour: only the wake-up on commit can deliver in time.
+    hourly = settings.model_copy(update={"worker_interval_seconds": 3600.0})
+    notifier = build_notification_worker(hourly, session_factory)
+    notifier.start()
+    try:
+        await asyncio.sleep(0.5)  # its first look, at start, found nothing
+        job_id = await new_job(session_factory, receiver.url)
+        async with session_factory() as session:  # rolled back: no event, no delivery
+            task = Task.model_validate(payloads.failed_task(f"task-unified-{job_id.hex}"))
+            await apply_observation(session, job_id, Observation(task, EventSource.POLL))
+            await session.rollback()
+        await fail(session_factory, job_id)
+        for _ in range(300):
+            if receiver.deliveries:
+                break
+            await asyncio.sleep(0.1)
+        assert [d.json()["type"] for d in receiver.deliveries] == ["job.failed"]
+    finally:
+        await notifier.stop(5)

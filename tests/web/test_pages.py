@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from app.db import utcnow
 from app.notifications.models import Notification, NotificationAttempt
+from app.spend.models import SpendEntry
 from app.web.service import TIMELINE_PAGE
 from tests.support.rows import set_job
 from tests.web.conftest import (
@@ -210,30 +212,36 @@ async def test_images_of_an_unarchived_job_are_a_404(
     assert answer.status_code == 404 and "not archived" in answer.text
 
 
-async def test_spend_counts_reserved_credits_per_day_by_caller(
+async def test_spend_counts_the_ledgers_credits_per_day_by_caller(
     app: FastAPI, ops_console: httpx.AsyncClient, session_factory: Sessions
 ) -> None:
     now = utcnow()
-    usage = {"billing_rule": "per_call", "credits_reserved": 2.5}
-    await add_job(session_factory, "gamma", usage=usage, created_at=now)
-    await add_job(session_factory, "gamma", usage={"credits_reserved": 4}, created_at=now)
-    await add_job(session_factory, "gamma", usage=usage, created_at=now - timedelta(days=3))
-    await add_job(
-        session_factory, "gamma", usage=usage, status="failed", created_at=now
-    )  # not spent
-    await add_job(
-        session_factory, "gamma", usage={"credits_reserved": "n/a"}, created_at=now
-    )  # ignored
-    await add_job(
-        session_factory, "gamma", usage=usage, created_at=now - timedelta(days=40)
-    )  # too old
-    await add_job(session_factory, "gamma", status="processing", progress=10)  # in flight, no usage
-    await add_job(session_factory, "beta", usage={"credits_reserved": 1}, created_at=now)
+
+    async def spent(caller: str, price: float, charged: float | None, **job: Any) -> None:
+        made = await add_job(session_factory, caller, **job)
+        async with session_factory() as session:
+            session.add(
+                SpendEntry(
+                    job_id=made.id, caller=caller, model=made.model, n=made.n, price=price,
+                    charged=charged, state="settled" if charged is not None else "reserved",
+                    created_at=made.created_at,
+                )
+            )  # fmt: skip
+            await session.commit()
+
+    await spent("gamma", 2.5, 2.5, created_at=now)
+    await spent("gamma", 5, 4, created_at=now)  # settled below its price: counts for 4
+    await spent("gamma", 2.5, 2.5, created_at=now - timedelta(days=3))
+    await spent("gamma", 2.5, 0, status="failed", created_at=now)  # not billed
+    await spent("gamma", 2.5, None, status="processing", progress=10)  # in flight: its price
+    await spent("gamma", 2.5, 2.5, created_at=now - timedelta(days=40))  # too old
+    await add_job(session_factory, "gamma", created_at=now)  # from before the ledger: nothing
+    await spent("beta", 1, 1, created_at=now)
 
     page = await ops_console.get("/console/spend")
     assert page.status_code == 200
     text = page.text
-    assert '<strong id="spend-total">10</strong>' in text  # 2.5 + 4 + 2.5 (gamma) + 1 (beta)
+    assert '<strong id="spend-total">12.5</strong>' in text  # 9 + 2.5 (gamma) + 1 (beta)
     assert (
         'role="img"' in text and text.count('<rect class="bar"') == 3
     )  # today x2 callers, 3 days ago
@@ -245,8 +253,8 @@ async def test_spend_counts_reserved_credits_per_day_by_caller(
         if caller == "gamma"
     }
     today = now.date()
-    month_used = "9" if (today - timedelta(days=3)).month == today.month else "6.5"
-    assert gamma["credits today"] == ("20", "6.5", "13.5")
+    month_used = "11.5" if (today - timedelta(days=3)).month == today.month else "9"
+    assert gamma["credits today"] == ("20", "9", "11")
     assert gamma["credits this month"][0:2] == ("100", month_used)
     assert gamma["jobs in flight"] == ("3", "1", "2")
     assert ("beta", "credits today", "no limit", "1", "—") in budgets
@@ -254,7 +262,7 @@ async def test_spend_counts_reserved_credits_per_day_by_caller(
     async with browser(app) as gamma_console:
         assert (await sign_in(gamma_console, GAMMA_KEY)).status_code == 303
         own = await gamma_console.get("/console/spend")
-        assert '<strong id="spend-total">9</strong>' in own.text  # gamma's alone
+        assert '<strong id="spend-total">11.5</strong>' in own.text  # gamma's alone
         assert ">beta<" not in own.text
 
 
