@@ -33,7 +33,7 @@ from app.logs import configure_logging
 from app.main import create_app
 from app.migrations import upgrade
 
-KEY = "bench-key"
+KEY = "bench-key-0123456789"
 ROUNDS = 300
 GOAL_RATIO = 8
 GOAL_P95_MS = 20
