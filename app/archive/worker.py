@@ -25,10 +25,10 @@ from app.archive.models import ArchiveImage
 from app.archive.store import ArchiveStore
 from app.config import Settings
 from app.db import utcnow
-from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.policy import process_identity
 from app.metrics import ARCHIVE_BYTES, ARCHIVE_IMAGES, ARCHIVE_LAG
 from app.worker.outage import OutageLog
+from app.worker.shutdown import finish_in_flight, release_at_shutdown
 
 log = structlog.get_logger(__name__)
 
@@ -220,22 +220,10 @@ class ArchiveWorker:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self._in_flight:
-            _, pending = await asyncio.wait(self._in_flight, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        try:
-            async with self.sessions() as session:
-                await repository.release_all(session, self.owner)
-                await session.commit()
-        except Exception as exc:
-            if is_database_unavailable(exc):  # the leases lapse instead
-                log.warning(
-                    "archive_release_failed", owner=self.owner, **database_error_fields(exc)
-                )
-            else:
-                log.exception("archive_release_failed", owner=self.owner)
+        await finish_in_flight(self._in_flight, grace_seconds)
+        await release_at_shutdown(
+            self.sessions, repository.release_all, self.owner, "archive_release_failed"
+        )
         if self.archiver is not None:
             await self.archiver.downloader.http.aclose()
 

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.callers import Callers
 from app.config import Settings
 from app.db import utcnow
-from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.policy import process_identity
 from app.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATION_DELIVERIES, NOTIFICATION_LAG
 from app.net.guard import guarded_transport, refused
@@ -32,6 +31,7 @@ from app.notifications.models import Notification, NotificationStatus
 from app.notifications.service import AttemptResult
 from app.notifications.signing import signed_headers
 from app.worker.outage import OutageLog
+from app.worker.shutdown import finish_in_flight, release_at_shutdown
 
 log = structlog.get_logger(__name__)
 
@@ -218,22 +218,10 @@ class NotificationWorker:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self._in_flight:
-            _, pending = await asyncio.wait(self._in_flight, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        try:
-            async with self.sessions() as session:
-                await repository.release_all(session, self.owner)
-                await session.commit()
-        except Exception as exc:
-            if is_database_unavailable(exc):  # the leases lapse instead
-                log.warning(
-                    "notification_release_failed", owner=self.owner, **database_error_fields(exc)
-                )
-            else:
-                log.exception("notification_release_failed", owner=self.owner)
+        await finish_in_flight(self._in_flight, grace_seconds)
+        await release_at_shutdown(
+            self.sessions, repository.release_all, self.owner, "notification_release_failed"
+        )
         await self.deliverer.http.aclose()
 
     async def _deliver(self, notification: Notification) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import structlog
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import database_error_fields, is_database_unavailable
 from app.jobs.models import Job, JobStatus, SubmitState
-
-log = structlog.get_logger(__name__)
+from app.worker.shutdown import release_at_shutdown
 
 
 async def claim_due(
@@ -71,19 +68,5 @@ async def release_all(session: AsyncSession, owner: str) -> int:
 
 
 async def release_claims(sessions: async_sessionmaker[AsyncSession], owner: str) -> int:
-    """`release_all` in a transaction of its own; logs instead of raising (used at shutdown).
-
-    With the database down the claims cannot be released: their leases lapse instead (another
-    process takes them over after CLAIM_LEASE_SECONDS), which is one warning, not a trace.
-    """
-    try:
-        async with sessions() as session:
-            released = await release_all(session, owner)
-            await session.commit()
-    except Exception as exc:
-        if is_database_unavailable(exc):
-            log.warning("release_claims_failed", owner=owner, **database_error_fields(exc))
-        else:
-            log.exception("release_claims_failed", owner=owner)
-        return 0
-    return released
+    """`release_all` in a transaction of its own; logs instead of raising (used at shutdown)."""
+    return await release_at_shutdown(sessions, release_all, owner, "release_claims_failed")

@@ -16,6 +16,7 @@ from app.jobs.submission import Submitter
 from app.worker.actions import JobActions
 from app.worker.claims import claim_due, release_claims
 from app.worker.outage import OutageLog
+from app.worker.shutdown import finish_in_flight
 
 log = structlog.get_logger(__name__)
 
@@ -115,11 +116,7 @@ class Worker:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self._in_flight:
-            _, pending = await asyncio.wait(self._in_flight, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await finish_in_flight(self._in_flight, grace_seconds)
         released = await release_claims(self.sessions, self.owner)  # never raises
         log.info("worker_stopped", owner=self.owner, released_claims=released)
 
