@@ -65,6 +65,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_caller_created_at", "caller", "created_at", "id"),
+        # The web console's admin view: every caller's jobs, newest first.
+        Index("ix_jobs_created_at", "created_at", "id"),
         Index("ix_jobs_status_updated_at", "status", "updated_at"),
         Index("ix_jobs_next_attempt_at", "next_attempt_at"),
         # Purges of finished jobs, and worker shutdown (release_all), without full scans.
