@@ -30,9 +30,15 @@ STATUS_STYLES: dict[str, str] = {
 }
 
 
+# Characters JSON may carry raw that a terminal obeys (C1 controls such as CSI, U+009B) or that
+# breaks lines in some readers; JSON escapes C0 controls itself.
+_RAW_IN_JSON = re.compile("[\u0080-\u009f\u2028\u2029]")
+
+
 def dumps(value: Any) -> str:
-    """Indented JSON, as scripts and `jq` read it."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """Indented JSON, as scripts and `jq` read it; caller text cannot drive a terminal."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def jobs_table(jobs: list[Job], width: int) -> Table:

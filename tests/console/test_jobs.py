@@ -105,3 +105,7 @@ def test_caller_text_cannot_drive_the_operators_terminal(console: typer.Typer, e
         assert result.exit_code == 0, result.stderr
         assert "\x1b" not in result.stdout and "\x9b" not in result.stdout, args
         assert "\\x1b[2J" in result.stdout, args  # shown, inert, so the operator sees it
+    for json_args in (("jobs", "show", job["id"], "--json"), ("jobs", "list", "--json")):
+        result = run(console, env, *json_args)
+        assert "\x1b" not in result.stdout and "\x9b" not in result.stdout, json_args
+        assert "owned" in result.stdout and "\\u009b31m" in result.stdout, json_args
