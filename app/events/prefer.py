@@ -41,7 +41,7 @@ def requested_wait(headers: Iterable[str]) -> int | None:
     return None
 
 
-def get_prefer_wait(
+async def get_prefer_wait(
     prefer: Annotated[
         list[str] | None,
         Header(

@@ -105,7 +105,7 @@ class Waiters:
         return {row.id: sequence(row) for row in rows}
 
 
-def get_waiters(request: Request) -> Waiters:
+async def get_waiters(request: Request) -> Waiters:
     """This process's waiters."""
     waiters: Waiters = request.app.state.waiters
     return waiters

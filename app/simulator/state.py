@@ -77,7 +77,7 @@ class Simulator:
         self.poll_faults.clear()
 
 
-def get_simulator(request: Request) -> Simulator:
+async def get_simulator(request: Request) -> Simulator:
     """The simulator the app's lifespan made."""
     simulator = getattr(request.app.state, "simulator", None)
     if not isinstance(simulator, Simulator):

@@ -11,12 +11,12 @@ from app.spend.balance import BalanceWatch
 from app.spend.policy import SpendPolicy
 
 
-def get_spend_policy(settings: SettingsDep) -> SpendPolicy:
+async def get_spend_policy(settings: SettingsDep) -> SpendPolicy:
     """The spend settings of this app."""
     return SpendPolicy.from_settings(settings)
 
 
-def get_balance(request: Request) -> BalanceWatch:
+async def get_balance(request: Request) -> BalanceWatch:
     """The process's watch on EvoLink's balance."""
     balance: BalanceWatch = request.app.state.balance
     return balance

@@ -12,7 +12,7 @@ from app.web.errors import SignInRequired
 from app.web.sessions import SESSION_COOKIE, ConsoleCookies, ConsoleSession
 
 
-def get_cookies(request: Request, settings: SettingsDep) -> ConsoleCookies:
+async def get_cookies(request: Request, settings: SettingsDep) -> ConsoleCookies:
     """The app's console cookie signer, made once from its settings."""
     cookies: ConsoleCookies | None = getattr(request.app.state, "console_cookies", None)
     if cookies is None:
