@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import structlog
 from fastapi import APIRouter, Request
@@ -11,20 +10,15 @@ from pydantic import ValidationError
 
 from app.callbacks.errors import CallbackIncomplete, CallbackMalformed, CallbackTooLarge
 from app.callbacks.reading import BodyIncomplete, BodyTooLarge, read_limited
-from app.db import SessionDep, utcnow
+from app.callbacks.service import take_callback
+from app.db import SessionDep
 from app.dependencies import SettingsDep, SignerDep, wake_worker
 from app.errors import JobNotFound
 from app.evolink.schemas import Task
 from app.jobs import repository as jobs_repository
 from app.jobs.errors import TaskMismatch
 from app.jobs.models import EventOutcome, EventSource
-from app.jobs.state_machine import (
-    Observation,
-    apply_observation,
-    defer_observation,
-    record_rejection,
-    target_status,
-)
+from app.jobs.state_machine import record_rejection
 from app.metrics import CALLBACKS
 from app.openapi import problem_responses
 
@@ -47,13 +41,8 @@ async def receive_callback(
     signer: SignerDep,
     settings: SettingsDep,
 ) -> dict[str, str]:
-    """Take a finished task EvoLink posts to us; answers which outcome it had.
-
-    With VERIFY_CALLBACKS (the default) a callback is only a hint: it is recorded as `deferred`
-    and background work confirms it with EvoLink's task API before anything is applied (EvoLink
-    calls back final states only, so a callback that would change nothing is still `duplicate`
-    or `stale` at once).
-    """
+    """Take a finished task EvoLink posts to us; answers which outcome it had (see
+    `take_callback`)."""
     if not signer.matches(job_id, token):
         raise JobNotFound("no such callback URL")
     try:
@@ -77,19 +66,7 @@ async def receive_callback(
             f"expected EvoLink's task object (a JSON object with an id); invalid: {fields}"
         ) from None
 
-    observation = Observation(task, EventSource.CALLBACK, body)
-    if settings.verify_callbacks and target_status(task) is not None:
-        debounce = timedelta(seconds=settings.poll_backoff_initial_seconds)
-        result = await defer_observation(session, job_id, observation, debounce=debounce)
-    else:
-        result = await apply_observation(session, job_id, observation)
-    if result.outcome not in (EventOutcome.APPLIED, EventOutcome.DEFERRED):
-        # An applied or deferred callback stamped its arrival in its own UPDATE.
-        await jobs_repository.fill_missing_details(
-            session, job_id, {"callback_received_at": utcnow()}
-        )
-    await session.commit()
-    CALLBACKS.labels(outcome=result.outcome).inc()
+    result = await take_callback(session, settings, job_id, task, body)
     if result.outcome is EventOutcome.DEFERRED:
         wake_worker(request)
     if result.task_mismatch:
