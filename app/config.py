@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Database connections each process keeps (and never more: overflow connections opened
     # and closed per request under load cost more than the requests themselves).
     database_pool_size: int = Field(default=20, ge=1, le=500)
+    # Connections of the hot paths' own asyncpg pool (PostgreSQL only; README, "Performance"),
+    # beside DATABASE_POOL_SIZE. 0 turns the hot paths off: every request goes through FastAPI.
+    hot_path_pool_size: int = Field(default=10, ge=0, le=500)
 
     # What one request may cost before the app sees it (see README, "Exposure").
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)

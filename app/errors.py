@@ -207,8 +207,16 @@ async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    if not is_database_unavailable(exc):
+    answer = database_unavailable(exc)
+    if answer is None:
         raise exc  # a bug: the catch-all handler logs it and answers 500
+    return answer
+
+
+def database_unavailable(exc: BaseException) -> JSONResponse | None:
+    """The 503 answer to a database error that means an outage (logged); None for a bug."""
+    if not is_database_unavailable(exc):
+        return None
     # 503 with Retry-After: callers (and EvoLink's callback retries) come back, and nothing was
     # acknowledged that was not stored.
     log.warning("database_unavailable", **database_error_fields(exc))

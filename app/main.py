@@ -20,6 +20,8 @@ from app.errors import install_error_handlers
 from app.events import router as events_router
 from app.events.waiters import Waiters
 from app.evolink.client import build_http_client
+from app.hot.database import HotDatabase
+from app.hot.middleware import HotPaths
 from app.jobs import router as jobs_router
 from app.jobs.submission import Submitter
 from app.logs import RequestContextMiddleware
@@ -76,6 +78,7 @@ def create_app(
         app.state.engine = engine
         app.state.session_factory = sessions
         app.state.read_session_factory = create_read_session_factory(engine)
+        app.state.hot_database = await HotDatabase.open(settings)
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker
@@ -115,6 +118,8 @@ def create_app(
             await waiters.stop()
             await job_gauges.stop()
             await http.aclose()
+            if app.state.hot_database is not None:
+                await app.state.hot_database.close()
             await engine.dispose()
             log.info("stopped")
 
@@ -124,7 +129,8 @@ def create_app(
         summary="Submit image-generation jobs to EvoLink and follow them to completion.",
         lifespan=lifespan,
     )
-    app.add_middleware(UnexpectedErrors)  # innermost: a bug is logged once, in its request
+    app.add_middleware(HotPaths)  # innermost: the hot paths' answers pass every layer below
+    app.add_middleware(UnexpectedErrors)  # a bug is logged once, in its request
     install_request_limits(app, settings)
     app.add_middleware(RequestContextMiddleware)  # outermost: refusals get a request id too
     install_error_handlers(app)

@@ -26,6 +26,14 @@ HTTP_LATENCY = Histogram(
     ["method", "route"],
     registry=REGISTRY,
 )
+HOT_PATHS = Counter(
+    _PREFIX + "hot_path_requests",
+    "Requests a hot path took (README, Performance), by path and outcome: `answered` by the hot "
+    "path, `passed_on` to the FastAPI app (its common case did not apply), `stepped_aside` after "
+    "a database error.",
+    ["path", "outcome"],
+    registry=REGISTRY,
+)
 CALLBACKS = Counter(
     _PREFIX + "callbacks",
     "EvoLink callbacks received, by outcome (applied, deferred, duplicate, stale, rejected).",

@@ -13,19 +13,25 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     CursorResult,
+    Insert,
     Integer,
+    Select,
+    String,
     Update,
     and_,
+    any_,
     bindparam,
     case,
     delete,
     exists,
     func,
+    insert,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -55,6 +61,72 @@ async def get_caller_job(session: AsyncSession, caller: str, job_id: uuid.UUID) 
     """A job by id, only if it belongs to `caller`."""
     job = await get_job(session, job_id)
     return job if job is not None and job.caller == caller else None
+
+
+def caller_job_row() -> Select[Any]:
+    """One job's columns by `job_id`, only if it belongs to `caller` (for the hot paths)."""
+    return select(Job.__table__).where(
+        Job.id == bindparam("job_id"), Job.caller == bindparam("caller")
+    )
+
+
+def first_deferral() -> Insert:
+    """A callback's first deferral as one statement (PostgreSQL, for the hot paths); returns the
+    job id if it did.
+
+    Binds the task `task_id` to the job `job_id` and asks for a confirmation poll `now`, if the
+    job is `unfinished` (or failed by one of our own `overturnable` verdicts), no other job has
+    that task, no callback asked for a confirmation before, and the job keeps no body of a
+    `capped` event yet (so that this one stays within the cap); then records the `deferred`
+    event with the callback's `body`. Anything else is for `state_machine.defer_observation`.
+    """
+    now = bindparam("now", type_=Job.updated_at.type)
+    task_id = bindparam("task_id", type_=Job.evolink_task_id.type)
+    job_id = bindparam("job_id", type_=Job.id.type)
+    deferred = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            or_(Job.evolink_task_id.is_(None), Job.evolink_task_id == task_id),
+            ~exists().where(_OTHER_JOB.evolink_task_id == task_id, _OTHER_JOB.id != job_id),
+            or_(
+                Job.status == any_(_texts("unfinished")),
+                and_(
+                    Job.status == JobStatus.FAILED, Job.error_code == any_(_texts("overturnable"))
+                ),
+            ),
+            Job.confirm_requested_at.is_(None),
+            ~exists().where(
+                JobEvent.job_id == job_id,
+                JobEvent.outcome == any_(_texts("capped")),
+                JobEvent.body.is_not(None),
+            ),
+        )
+        .values(
+            evolink_task_id=task_id,
+            confirm_requested_at=now,
+            confirm_task_id=task_id,
+            next_attempt_at=now,
+            callback_received_at=func.coalesce(Job.callback_received_at, now),
+        )
+        .returning(Job.id)
+        .cte("deferred")
+    )
+    event = select(
+        deferred.c.id,
+        now,
+        bindparam("source", type_=JobEvent.source.type),
+        bindparam("task_status", type_=JobEvent.status.type),
+        bindparam("outcome", type_=JobEvent.outcome.type),
+        bindparam("detail", type_=JobEvent.detail.type),
+        bindparam("body", type_=JobEvent.body.type),
+    )
+    columns = ["job_id", "received_at", "source", "status", "outcome", "detail", "body"]
+    return insert(JobEvent).from_select(columns, event).returning(JobEvent.job_id)
+
+
+def _texts(name: str) -> BindParameter[Any]:
+    return bindparam(name, type_=ARRAY(String))
 
 
 async def list_caller_jobs(

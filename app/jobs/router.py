@@ -24,7 +24,14 @@ from app.jobs import events as job_events
 from app.jobs import idempotency
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
-from app.jobs.schemas import JobCreate, JobEventPage, JobPage, JobRead
+from app.jobs.schemas import (
+    JOB_READ_COLUMNS,
+    JobCreate,
+    JobEventPage,
+    JobPage,
+    JobRead,
+    job_read,
+)
 from app.notifications import service as notifications_service
 from app.openapi import problem_responses
 from app.spend import service as spend_service
@@ -221,13 +228,6 @@ def _with_images(jobs: Sequence[Job]) -> list[uuid.UUID]:
 
 def to_read(job: Job, images: Sequence[ArchiveImage] = ()) -> JobRead:
     """The API's view of a job, with its archived `images`."""
-    copied = JobRead.model_fields.keys() - {"metadata", "error", "images"}
-    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    return JobRead.model_validate(
-        {
-            **{name: getattr(job, name) for name in copied},
-            "metadata": job.metadata_,
-            "error": error,
-            "images": [image_read(image) for image in images],
-        }
-    )
+    values = {name: getattr(job, name) for name in JOB_READ_COLUMNS}
+    values["metadata"] = job.metadata_
+    return job_read(values, [image_read(image) for image in images])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -241,6 +242,24 @@ class JobRead(BaseModel):
     )
     notify_url: str | None = Field(
         None, description="Where the job's final event is POSTed (null: nowhere)."
+    )
+
+
+JOB_READ_COLUMNS = (
+    *sorted(JobRead.model_fields.keys() - {"metadata", "error", "images"}),
+    "error_code",
+    "error_message",
+)
+"""The jobs table's columns that a JobRead shows, by name, besides `metadata`."""
+
+
+def job_read(values: Mapping[str, Any], images: Sequence[ImageRead] = ()) -> JobRead:
+    """The API's view of a job, from its columns' values by name (an ORM job's or a row's)."""
+    shown = {name: values[name] for name in JOB_READ_COLUMNS[:-2]}
+    code = values["error_code"]
+    error = {"code": code, "message": values["error_message"]} if code else None
+    return JobRead.model_validate(
+        {**shown, "metadata": values["metadata"], "error": error, "images": images}
     )
 
 
