@@ -52,9 +52,12 @@ WARMUP_SECONDS = 2.0
 CALLBACK_JOBS = 50_000  # per callback run (a fifth for the warm-up): none repeats
 READ_JOBS = 20_000
 LUA = Path(__file__).with_name("requests.lua")
+CREATE_LINE = f"POST\t/v1/jobs\t{json.dumps({'prompt': 'a benchmark fox'})}"
 
-# What the issue asks of the service, as a fraction of the reference's req/s.
+# What the issue asks of the service, as a fraction of the bare reference's req/s, and as a
+# multiple of the naive peer's.
 TARGETS = {"callback_off": 0.60, "callback_on": 0.50, "lookup": 0.45}
+NAIVE_TARGETS = {"list": 2.0, "create": 3.0}
 
 
 @dataclass
@@ -228,7 +231,8 @@ async def prepare(database_url: str) -> dict[str, dict[int, uuid.UUID]]:
     """Seed the groups of jobs; their ids by group."""
     engine = create_engine(database_url)
     groups = {"cb-off": (CALLBACK_JOBS, False), "cb-on": (CALLBACK_JOBS, False),
-              "cb-bare": (CALLBACK_JOBS, False), "read": (READ_JOBS, True)}  # fmt: skip
+              "cb-bare": (CALLBACK_JOBS, False), "cb-naive": (CALLBACK_JOBS, False),
+              "read": (READ_JOBS, True)}  # fmt: skip
     ids: dict[str, dict[int, uuid.UUID]] = {}
     try:
         for group, (count, final) in groups.items():
@@ -257,7 +261,7 @@ async def waiting_jobs(database_url: str) -> int:
 
 def create_run(server: Server, database_url: str) -> tuple[Figures, float]:
     """POST /v1/jobs under load, then wait until every job is sent on; (figures, jobs/s sent)."""
-    lines = [f"POST\t/v1/jobs\t{json.dumps({'prompt': 'a benchmark fox'})}"]
+    lines = [CREATE_LINE]
 
     def drained() -> None:
         deadline = time.monotonic() + 300
@@ -305,7 +309,23 @@ def suite(name: str, database_url: str, bare: bool, logs: Path) -> list[str]:
                 rss.append(service.rss_mib())
     extra.append(f"serve RSS after each path's load: {max(rss):.0f} MiB at most")
     reference: dict[str, Figures] = {}
+    naive: dict[str, Figures] = {}
     if bare:
+        env = base_env() | {
+            "NAIVE_DATABASE_URL": database_url,
+            "NAIVE_CALLBACK_SECRET": SECRET,
+            "NAIVE_API_KEY": f"{seed.CALLER}:{KEY}",
+        }
+        standin = Server(uvicorn("bench.standin:app"), base_env(), "/_count", logs / "standin.log")
+        with standin as evo:
+            env["NAIVE_EVOLINK_URL"] = evo.url
+            peer_server = Server(uvicorn("bench.naive:app"), env, "/healthz", logs / "naive.log")
+            with peer_server as peer:
+                naive["lookup"] = wrk(peer.url, lookup_lines(ids["read"]), KEY)
+                naive["list"] = wrk(peer.url, ["GET\t/v1/jobs?limit=20\t"], KEY)
+                naive["create"] = wrk(peer.url, [CREATE_LINE], KEY)
+                naive_callbacks = callback_run(peer.url, ids["cb-naive"], "cb-naive")
+                naive["callback_off"] = naive["callback_on"] = naive_callbacks
         env = base_env() | {
             "BARE_DATABASE_URL": database_url,
             "BARE_CALLBACK_SECRET": SECRET,
@@ -316,7 +336,7 @@ def suite(name: str, database_url: str, bare: bool, logs: Path) -> list[str]:
             callbacks = callback_run(ref.url, ids["cb-bare"], "cb-bare")
             reference["callback_off"] = reference["callback_on"] = callbacks
             reference["list"] = wrk(ref.url, ["GET\t/v1/jobs?limit=20\t"], KEY)
-    return report(name, database_url, results, reference) + extra
+    return report(name, database_url, results, reference, naive) + extra
 
 
 LABELS = {
@@ -329,21 +349,29 @@ LABELS = {
 
 
 def report(
-    name: str, url: str, results: dict[str, Figures], reference: dict[str, Figures]
+    name: str,
+    url: str,
+    results: dict[str, Figures],
+    reference: dict[str, Figures],
+    naive: dict[str, Figures],
 ) -> list[str]:
     lines = [f"== {name}: {redact(url)}; wrk {THREADS} threads, {CONNECTIONS} connections, "
              f"{SECONDS:g} s per path =="]  # fmt: skip
     for path, figures in results.items():
         lines.append(f"{LABELS[path]:<34} service {figures.cells()}")
-        ref = reference.get(path)
-        if ref is not None:
-            ratio = figures.rate / ref.rate
-            target = TARGETS.get(path)
+        for peer, label, targets, ratio_of in (
+            (naive.get(path), "naive", NAIVE_TARGETS, "service/naive"),
+            (reference.get(path), "bare ", TARGETS, "service/bare"),
+        ):
+            if peer is None:
+                continue
+            ratio = figures.rate / peer.rate
+            target = targets.get(path)
             verdict = ""
             if target is not None:
                 verdict = f"  target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'}"
-            lines.append(f"{'':<34} bare    {ref.cells()}")
-            lines.append(f"{'':<34} ratio   {ratio:5.2f}x{verdict}")
+            lines.append(f"{'':<34} {label}   {peer.cells()}")
+            lines.append(f"{'':<34} {ratio_of} {ratio:5.2f}x{verdict}")
     return lines
 
 
