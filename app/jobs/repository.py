@@ -382,23 +382,45 @@ async def release_claim(session: AsyncSession, job_id: uuid.UUID, owner: str) ->
     A send still marked in flight under the claim was interrupted (cancelled, at shutdown): it
     may have reached EvoLink, so it becomes `unknown` and is never sent again.
     """
-    await session.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.claimed_by == owner,
-            Job.status == JobStatus.QUEUED,
-            Job.submit_state == SubmitState.SENDING,
-        )
-        .values(submit_state=SubmitState.UNKNOWN)
-        .execution_options(synchronize_session=False)
+    await session.execute(_RELEASE_CLAIM, {"job_id": job_id, "owner": owner})
+
+
+_RELEASE_CLAIM = (
+    update(Job)
+    .where(Job.id == bindparam("job_id"), Job.claimed_by == bindparam("owner"))
+    .values(
+        claimed_by=None,
+        claim_expires_at=None,
+        submit_state=case(
+            (
+                and_(Job.status == JobStatus.QUEUED, Job.submit_state == SubmitState.SENDING),
+                SubmitState.UNKNOWN,
+            ),
+            else_=Job.submit_state,
+        ),
     )
-    await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.claimed_by == owner)
-        .values(claimed_by=None, claim_expires_at=None)
-        .execution_options(synchronize_session=False)
+    .execution_options(synchronize_session=False)
+)
+
+
+async def hurry_overtaken(session: AsyncSession, job_id: uuid.UUID, now: datetime) -> None:
+    """Make an unfinished job whose callback overtook its create answer due `now` (to confirm
+    that callback at once rather than after the estimate the answer scheduled)."""
+    await session.execute(_HURRY_OVERTAKEN, {"job_id": job_id, "now": now})
+
+
+_HURRY_OVERTAKEN = (
+    update(Job)
+    .where(
+        Job.id == bindparam("job_id"),
+        Job.status.in_(
+            [str(s) for s in (JobStatus.QUEUED, JobStatus.PENDING, JobStatus.PROCESSING)]
+        ),
+        Job.callback_received_at.is_not(None),
     )
+    .values(next_attempt_at=bindparam("now", type_=Job.next_attempt_at.type))
+    .execution_options(synchronize_session=False)
+)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from app.jobs import errors, repository
 from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus, SubmitState
 from app.jobs.policy import Policy, process_identity
-from app.jobs.state_machine import NON_FINAL, Observation, apply_observation
+from app.jobs.state_machine import Observation, apply_observation
 
 log = structlog.get_logger(__name__)
 
@@ -123,11 +123,9 @@ class Submitter:
             await repository.fill_missing_details(
                 session, job.id, {k: v for k, v in details.items() if v is not None}
             )
-        fresh = await _reload(session, job.id)
-        if fresh.callback_received_at is not None and fresh.status in NON_FINAL:
-            # A callback overtook our answer (EvoLink calls back final states only) and awaits
-            # confirmation: ask EvoLink now, not after the estimate our answer scheduled.
-            await repository.update_job_if(session, job.id, NON_FINAL, {"next_attempt_at": now})
+        # A callback may have overtaken our answer (EvoLink calls back final states only) and
+        # await confirmation: then ask EvoLink now, not after the estimate our answer scheduled.
+        await repository.hurry_overtaken(session, job.id, now)
         await self._release(session, job.id)
         return SubmitResult(await _reload(session, job.id))
 
