@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, bindparam, exists, or_, select, update
+from sqlalchemy import CursorResult, Select, Uuid, any_, bindparam, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.archive.models import ArchiveImage, ArchiveStatus, ImageStatus
@@ -150,6 +151,19 @@ def archived_images_of_job() -> Select[Any]:
             ArchiveImage.status == ImageStatus.ARCHIVED,
         )
         .order_by(ArchiveImage.index)
+    )
+
+
+def archived_images_of_jobs() -> Select[Any]:
+    """The archived images of the jobs `job_ids` (PostgreSQL, for the hot paths), by job and
+    index."""
+    return (
+        select(ArchiveImage.__table__)
+        .where(
+            ArchiveImage.job_id == any_(bindparam("job_ids", type_=ARRAY(Uuid))),
+            ArchiveImage.status == ImageStatus.ARCHIVED,
+        )
+        .order_by(ArchiveImage.job_id, ArchiveImage.index)
     )
 
 

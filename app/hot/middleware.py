@@ -12,6 +12,7 @@ from app.callbacks import router as callbacks_router
 from app.errors import database_unavailable
 from app.hot.callbacks import answer_callback, callback_of
 from app.hot.database import HotDatabase, HotPathFailed
+from app.hot.listing import answer_listing, takes_listing
 from app.hot.lookup import answer_lookup, job_id_of
 from app.jobs import router as jobs_router
 from app.metrics import HOT_PATHS
@@ -62,6 +63,13 @@ LOOKUP = HotPath(
     answer_lookup,
     writes=False,
 )
+LIST = HotPath(
+    "list",
+    route_of(jobs_router.router, "GET", "/v1/jobs"),
+    takes_listing,
+    answer_listing,
+    writes=False,
+)
 CALLBACK = HotPath(
     "callback",
     route_of(callbacks_router.router, "POST", "/callbacks/evolink/{job_id}/{token}"),
@@ -78,7 +86,7 @@ class HotPaths:
     its metrics (under the FastAPI route it stands in for), and the request limits.
     """
 
-    paths = (LOOKUP, CALLBACK)
+    paths = (LOOKUP, LIST, CALLBACK)
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -138,13 +138,33 @@ async def list_caller_jobs(
     after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[Job]:
     """Up to `limit` of a caller's jobs, newest first, strictly after the keyset `after`."""
-    query = select(Job).where(Job.caller == caller)
+    query = _newest_first(select(Job), caller, status, after).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+def caller_jobs_rows(with_status: bool, with_after: bool) -> Select[Any]:
+    """`list_caller_jobs` as columns (for the hot paths), with bound parameters `caller`,
+    `status`, `after_created_at`, `after_id` and `page_size`."""
+    after = (
+        (
+            bindparam("after_created_at", type_=Job.created_at.type),
+            bindparam("after_id", type_=Job.id.type),
+        )
+        if with_after
+        else None
+    )
+    status = bindparam("status", type_=Job.status.type) if with_status else None
+    query = _newest_first(select(Job.__table__), bindparam("caller"), status, after)
+    return query.limit(bindparam("page_size", type_=Integer))
+
+
+def _newest_first(query: Select[Any], caller: Any, status: Any, after: Any) -> Select[Any]:
+    query = query.where(Job.caller == caller)
     if status is not None:
         query = query.where(Job.status == status)
     if after is not None:
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*after))
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    return (await session.scalars(query)).all()
+    return query.order_by(Job.created_at.desc(), Job.id.desc())
 
 
 async def transition_job(
