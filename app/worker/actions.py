@@ -140,34 +140,47 @@ class JobActions:
                 Observation(task, EventSource.POLL, task.model_dump_json(exclude_none=True)),
                 next_check_at=next_poll,
             )
+            # What is next for the job commits with what EvoLink said: one transaction.
+            await self._schedule_after_poll(session, job, attempts, next_poll, answered=True)
             await session.commit()
-        await self._after_poll(job, attempts, next_poll, answered=True)
 
     async def _after_poll(
         self, job: Job, attempts: int, next_poll: datetime, *, answered: bool
     ) -> None:
         async with self.sessions() as session:
-            fresh = await repository.get_job(session, job.id)
-            if fresh is None:
-                return
-            now = utcnow()
-            values: dict[str, object] = {"poll_attempts": attempts}
-            if fresh.status in NON_FINAL and now >= self.policy.deadline(job.created_at):
-                await fail_locally(
-                    session, job.id, "deadline_exceeded", "EvoLink did not finish the task in time"
-                )
-            elif fresh.status in NON_FINAL:
-                values["next_attempt_at"] = next_poll
-            elif not answered and fresh.error_code in LOCAL_VERDICTS:
-                # A late final callback awaits EvoLink's confirmation: losing it to one failed
-                # poll would lose a real result, so keep asking for a while.
-                values["next_attempt_at"] = self.policy.next_confirmation_at(
-                    now, attempts, fresh.completed_at or now
-                )
-            else:
-                values["next_attempt_at"] = None
-            await repository.update_job_if(session, job.id, list(JobStatus), values)
+            await self._schedule_after_poll(session, job, attempts, next_poll, answered=answered)
             await session.commit()
+
+    async def _schedule_after_poll(
+        self,
+        session: AsyncSession,
+        job: Job,
+        attempts: int,
+        next_poll: datetime,
+        *,
+        answered: bool,
+    ) -> None:
+        """Count the poll and set when the job is due again (or fail it past its deadline)."""
+        fresh = await repository.get_job(session, job.id)
+        if fresh is None:
+            return
+        now = utcnow()
+        values: dict[str, object] = {"poll_attempts": attempts}
+        if fresh.status in NON_FINAL and now >= self.policy.deadline(job.created_at):
+            await fail_locally(
+                session, job.id, "deadline_exceeded", "EvoLink did not finish the task in time"
+            )
+        elif fresh.status in NON_FINAL:
+            values["next_attempt_at"] = next_poll
+        elif not answered and fresh.error_code in LOCAL_VERDICTS:
+            # A late final callback awaits EvoLink's confirmation: losing it to one failed
+            # poll would lose a real result, so keep asking for a while.
+            values["next_attempt_at"] = self.policy.next_confirmation_at(
+                now, attempts, fresh.completed_at or now
+            )
+        else:
+            values["next_attempt_at"] = None
+        await repository.update_job_if(session, job.id, list(JobStatus), values)
 
     async def _task_not_found(self, job: Job, task_id: str) -> None:
         async with self.sessions() as session:
