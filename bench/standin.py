@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -16,6 +17,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _ids = itertools.count()
+# Task ids stay unique across stand-in processes (each bench path starts one): jobs keep them.
+_RUN = secrets.token_hex(4)
 created = 0
 RESULT = "https://results.bench.invalid/image.png"
 
@@ -33,7 +36,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] == "POST" and path == "/v1/images/generations":
         created += 1
         body: dict[str, Any] = {
-            "id": f"task-unified-standin-{next(_ids)}",
+            "id": f"task-unified-standin-{_RUN}-{next(_ids)}",
             "object": "image.generation.task",
             "status": "pending",
             "progress": 0,
