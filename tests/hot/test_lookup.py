@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.archive.models import ArchiveImage, ArchiveStatus, ImageStatus
 from app.db import utcnow
 from app.evolink.schemas import Task
+from app.hot.database import HotDatabase
 from app.jobs import service as jobs_service
 from app.jobs.models import EventSource
 from app.jobs.schemas import JobCreate
 from app.jobs.state_machine import Observation, apply_observation
 from app.metrics import HTTP_REQUESTS, REGISTRY
+from tests.conftest import make_settings
 from tests.support import evolink_payloads as payloads
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -170,3 +172,8 @@ async def test_a_database_error_steps_the_hot_paths_aside_and_loses_no_answer(
     )
     assert hot("stepped_aside") == aside + 2
     assert not app.state.hot_database.available
+
+
+async def test_hot_path_pool_size_0_turns_the_hot_paths_off(database_url: str) -> None:
+    settings = make_settings(database_url, hot_path_pool_size=0)
+    assert await HotDatabase.open(settings) is None
