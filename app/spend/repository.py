@@ -31,6 +31,25 @@ async def get_entry(session: AsyncSession, job_id: uuid.UUID) -> SpendEntry | No
     return await session.get(SpendEntry, job_id, populate_existing=True)
 
 
+async def job_with_entry(
+    session: AsyncSession, job_id: uuid.UUID
+) -> tuple[Job | None, SpendEntry | None]:
+    """A job and its ledger entry (None for a job created before the ledger), fresh from the
+    database, in one read."""
+    result = await session.execute(
+        _JOB_WITH_ENTRY, {"job_id": job_id}, execution_options={"populate_existing": True}
+    )
+    row = result.first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
+_JOB_WITH_ENTRY = (
+    select(Job, SpendEntry)
+    .outerjoin(SpendEntry, SpendEntry.job_id == Job.id)
+    .where(Job.id == bindparam("job_id"))
+)
+
+
 async def update_entry(session: AsyncSession, job_id: uuid.UUID, **values: object) -> None:
     """Set columns of a job's ledger entry."""
     await session.execute(

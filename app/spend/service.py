@@ -15,7 +15,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.evolink.models import MODELS
-from app.jobs import repository as jobs_repository
 from app.jobs.models import EventSource, Job, JobStatus, SubmitState
 from app.jobs.schemas import JobCreate
 from app.metrics import CREDITS_SPENT, QUOTA_REFUSALS
@@ -170,14 +169,13 @@ async def job_changed(
     """Record what EvoLink reserved (its create answer) and settle the job's cost at its end."""
     if not (status.is_final or source is EventSource.SUBMIT):
         return  # progress: nothing to record
-    job = await jobs_repository.get_job(session, job_id)
+    job, entry = await repository.job_with_entry(session, job_id)
     if job is None:
         return
     at = windows.now()
     if source is EventSource.SUBMIT and job.error_code == OUT_OF_CREDITS:
         await repository.set_block(session, OUT_OF_CREDITS, at, job.error_message or "402")
         log.warning("evolink_out_of_credits_backoff", job_id=str(job_id))
-    entry = await repository.get_entry(session, job_id)
     if entry is None:
         return  # created before the ledger existed
     values: dict[str, Any] = {}
