@@ -3,6 +3,7 @@ and their images answer 410; `archive --backfill` from the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -63,7 +64,12 @@ async def test_the_worker_expires_images_past_retention(
     assert (await client.get(f"/v1/jobs/{new}/images/0")).status_code == 200
 
 
-def run_cli(database_url: str, archive_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+async def run_cli(
+    database_url: str, archive_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`evolink-jobs archive ARGS`, run in a thread: the app under test shares this event loop and
+    the SQLite file, and a loop blocked while one of its connections holds the write lock would
+    leave the command waiting out its busy timeout (CI saw exactly that)."""
     env = {k: v for k, v in os.environ.items() if k in BASE_ENV_KEYS}
     env.update(
         DATABASE_URL=database_url,
@@ -71,7 +77,8 @@ def run_cli(database_url: str, archive_dir: Path, *args: str) -> subprocess.Comp
         ARCHIVE_RETENTION_DAYS="2",
         LOG_LEVEL="WARNING",
     )
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "app.cli", "archive", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -91,7 +98,7 @@ async def test_archive_command_backfills_and_purges(
     )
     await set_job(session_factory, unarchived, archive_status=None)  # from before the archive
 
-    result = run_cli(settings.database_url, archive_dir, "--backfill", "--purge-expired")
+    result = await run_cli(settings.database_url, archive_dir, "--backfill", "--purge-expired")
 
     assert result.returncode == 0, result.stderr
     assert "1 completed jobs queued" in result.stdout
