@@ -1,7 +1,8 @@
 """EvoLink's callback, hot.
 
 With VERIFY_CALLBACKS (the default), the first callback of a job is deferred in one statement
-(`jobs.repository.first_deferral`); with it off, a callback is taken by the route's own service
+(`jobs.repository.first_deferral`); with it off, a final callback that changes its job is
+applied with prepared statements (app/hot/applying.py), and any other by the route's own service
 (`callbacks.service.take_callback`), without FastAPI around it. Anything else (a wrong token, a
 body that is not a task, a repeat under verification, a job with a history of refused
 deliveries, an unknown job, a database error) goes on to the callbacks route, which records and
@@ -21,6 +22,7 @@ from app.callbacks.service import take_callback
 from app.db import utcnow
 from app.errors import DATABASE_ERRORS, AppError, problem_response
 from app.evolink.schemas import Task
+from app.hot.applying import apply_final
 from app.hot.database import HotDatabase, HotPathFailed
 from app.hot.statements import Prepared
 from app.jobs import repository as jobs_repository
@@ -114,16 +116,22 @@ async def answer_callback(
         task = Task.model_validate_json(raw)
     except ValidationError:
         return body.replay()
-    if target_status(task) is None:
+    status = target_status(task)
+    if status is None:
         return body.replay()
     text = raw.decode("utf-8", errors="replace")
+    observation = Observation(task, EventSource.CALLBACK, text)
     if state.settings.verify_callbacks:
-        if not await _defer(database, job_id, Observation(task, EventSource.CALLBACK, text)):
+        if not await _defer(database, job_id, observation):
             return body.replay()
         CALLBACKS.labels(outcome=EventOutcome.DEFERRED).inc()
         if state.worker is not None:
             state.worker.wake()
         await _answer(send, EventOutcome.DEFERRED)
+        return None
+    if status.is_final and await apply_final(database, job_id, observation, status):
+        CALLBACKS.labels(outcome=EventOutcome.APPLIED).inc()
+        await _answer(send, EventOutcome.APPLIED)
         return None
     try:
         async with state.session_factory() as session:

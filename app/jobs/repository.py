@@ -22,12 +22,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
     insert,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -43,6 +45,7 @@ from app.jobs.models import (
     JobStatus,
     SubmitState,
 )
+from app.spend.models import SpendEntry
 
 
 async def add_job(session: AsyncSession, job: Job) -> Job:
@@ -234,8 +237,15 @@ def _transition_statement(
     overturn: bool,
     with_progress: bool,
     stamp_callback: bool,
+    arrays: bool = False,
 ) -> Update:
-    allowed: ColumnElement[bool] = Job.status.in_(bindparam("from_statuses", expanding=True))
+    # `arrays` (PostgreSQL): the lists are bound as arrays, so the statement compiles once.
+    statuses = _texts("from_statuses") if arrays else None
+    allowed: ColumnElement[bool] = (
+        Job.status == any_(statuses)
+        if statuses is not None
+        else Job.status.in_(bindparam("from_statuses", expanding=True))
+    )
     if same_status:
         allowed = or_(
             allowed,
@@ -244,8 +254,12 @@ def _transition_statement(
             ),
         )
     if overturn:
-        codes: BindParameter[str] = bindparam("overturn_codes", expanding=True)
-        allowed = or_(allowed, and_(Job.status == "failed", Job.error_code.in_(codes)))
+        overturned = (
+            Job.error_code == any_(_texts("overturn_codes"))
+            if arrays
+            else Job.error_code.in_(bindparam("overturn_codes", expanding=True))
+        )
+        allowed = or_(allowed, and_(Job.status == "failed", overturned))
     values: dict[str, Any] = {name: _param(name) for name in value_names}
     if with_progress:
         progress = bindparam("progress", type_=Integer)
@@ -263,6 +277,64 @@ def _transition_statement(
         )
         .values(evolink_task_id=bindparam("task_id"), **values)
         .execution_options(synchronize_session=False)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Select[Any]:
+    """A final observation applied as one statement (PostgreSQL, for the hot paths).
+
+    The conditional UPDATE of `transition_job` for a final status (`value_<name>` for each of
+    `value_names`, `progress`, `callback_at`, `from_statuses` and `overturn_codes` as arrays),
+    the `applied` event (`now`, `source`, `task_status`, `body`), the change signal on `channel`,
+    and the job's columns with its ledger entry's as they are before settlement, as one row;
+    no row if the job did not change. With `keep_notify_url`, a job with a notify_url is left
+    alone (its ending goes through the outbox, for `state_machine.apply_observation`).
+    """
+    transition = _transition_statement(value_names, False, True, True, True, arrays=True)
+    if keep_notify_url:
+        transition = transition.where(Job.notify_url.is_(None))
+    changed = transition.returning(
+        Job.id, Job.caller, Job.n, Job.results, Job.usage, Job.evolink_task_id, Job.submit_state
+    ).cte("changed")
+    now = bindparam("now", type_=JobEvent.received_at.type)
+    event = (
+        insert(JobEvent)
+        .from_select(
+            ["job_id", "received_at", "source", "status", "outcome", "body"],
+            select(
+                changed.c.id,
+                now,
+                bindparam("source", type_=JobEvent.source.type),
+                bindparam("task_status", type_=JobEvent.status.type),
+                bindparam("outcome", type_=JobEvent.outcome.type),
+                bindparam("body", type_=JobEvent.body.type),
+            ),
+        )
+        .returning(JobEvent.job_id)
+        .cte("event")
+    )
+    signal = select(
+        func.pg_notify(bindparam("channel", type_=String), cast(changed.c.id, String)).label(
+            "signalled"
+        )
+    ).cte("signal")
+    entry = SpendEntry.__table__
+    return (
+        select(
+            changed,
+            entry.c.caller.label("entry_caller"),
+            entry.c.price,
+            entry.c.evolink_reserved,
+            entry.c.charged,
+            entry.c.state,
+            entry.c.created_at.label("entry_created_at"),
+            event.c.job_id.label("recorded"),
+        )
+        .select_from(changed)
+        .join(event, event.c.job_id == changed.c.id)
+        .join(signal, true())
+        .outerjoin(entry, entry.c.job_id == changed.c.id)
     )
 
 

@@ -73,6 +73,37 @@ class ApplyResult:
         return self.outcome is EventOutcome.REJECTED and self.detail in (MISMATCH, DENIED)
 
 
+@dataclass(frozen=True)
+class Change:
+    """What applying an observation writes, and from which states it may: the arguments of
+    `repository.transition_job` (also run, for final callbacks, by app/hot/applying.py)."""
+
+    status: JobStatus
+    progress: int
+    values: dict[str, Any]
+    from_statuses: list[str]
+    same_status_below_progress: tuple[str, int] | None
+    overturn_local_verdicts: tuple[str, ...]
+
+
+def change_for(
+    task: Task, status: JobStatus, source: EventSource, next_check_at: datetime | None = None
+) -> Change:
+    """The change that an observation of `task` (our `status` for it) makes, if allowed."""
+    progress = _progress(task, status)
+    values = _values(task, status, source)
+    if not status.is_final and next_check_at is not None:
+        values["next_attempt_at"] = next_check_at
+    return Change(
+        status=status,
+        progress=progress,
+        values=values,
+        from_statuses=[s for s, rank in RANK.items() if rank < RANK[status]],
+        same_status_below_progress=None if status.is_final else (status, progress),
+        overturn_local_verdicts=LOCAL_VERDICTS if status.is_final else (),
+    )
+
+
 def target_status(task: Task) -> JobStatus | None:
     """Our status for EvoLink's, or None when EvoLink says something we do not know."""
     return EVOLINK_STATUSES.get((task.status or "").lower())
@@ -97,19 +128,16 @@ async def apply_observation(
         log.warning("unknown_task_status", job_id=str(job_id), task_status=task.status)
         return await _classify_unapplied(session, job_id, observation, detail)
 
-    progress = _progress(task, status)
-    values = _values(task, status, observation.source)
-    if not status.is_final and next_check_at is not None:
-        values["next_attempt_at"] = next_check_at
+    change = change_for(task, status, observation.source, next_check_at)
     applied = await repository.transition_job(
         session,
         job_id,
         task.id,
-        from_statuses=[s for s, rank in RANK.items() if rank < RANK[status]],
-        same_status_below_progress=None if status.is_final else (status, progress),
-        overturn_local_verdicts=LOCAL_VERDICTS if status.is_final else (),
-        values=values,
-        progress=progress,
+        from_statuses=change.from_statuses,
+        same_status_below_progress=change.same_status_below_progress,
+        overturn_local_verdicts=change.overturn_local_verdicts,
+        values=change.values,
+        progress=change.progress,
         callback_at=_callback_at(observation),
     )
     if applied:

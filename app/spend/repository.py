@@ -60,6 +60,24 @@ async def update_entry(session: AsyncSession, job_id: uuid.UUID, **values: objec
     )
 
 
+def settle_entry() -> Update:
+    """A job's entry settled (`job_id`, `charged`, `state`, `settled_at`), keeping what EvoLink
+    reserved or else taking `evolink_reserved` (for the hot paths, which bind every column)."""
+    e = SpendEntry
+    return (
+        update(e)
+        .where(e.job_id == bindparam("job_id", type_=e.job_id.type))
+        .values(
+            charged=bindparam("charged", type_=e.charged.type),
+            state=bindparam("state", type_=e.state.type),
+            settled_at=bindparam("settled_at", type_=e.settled_at.type),
+            evolink_reserved=func.coalesce(
+                e.evolink_reserved, bindparam("evolink_reserved", type_=e.evolink_reserved.type)
+            ),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class WindowKeys:
     """The keys of the current UTC minute, day and month."""
@@ -234,11 +252,13 @@ async def settle(
     params: dict[str, Any] = {"scope_name": scope, "at": at}
     if delta:
         params.update(current_day=day_key, current_month=month_key, delta=delta)
-    await session.execute(_settle_statement(bool(delta), release), params)
+    await session.execute(settle_statement(bool(delta), release), params)
 
 
 @functools.lru_cache(maxsize=4)
-def _settle_statement(correct: bool, release: bool) -> Update:
+def settle_statement(correct: bool, release: bool) -> Update:
+    """`settle` for one scope (`scope_name`, `at`; with `correct`: `delta`, `current_day` and
+    `current_month`)."""
     c = SpendCounter
     delta = bindparam("delta", type_=c.day_credits.type)
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.evolink.models import MODELS
-from app.jobs.models import EventSource, Job, JobStatus, SubmitState
+from app.jobs.models import EventSource, Job, JobStatus
 from app.jobs.schemas import JobCreate
-from app.metrics import CREDITS_SPENT, QUOTA_REFUSALS
+from app.metrics import QUOTA_REFUSALS
 from app.spend import repository, windows
 from app.spend.errors import EvolinkOutOfCreditsBackoff, QuotaExceeded
 from app.spend.limits import (
@@ -31,6 +30,7 @@ from app.spend.limits import (
 from app.spend.models import EntryState, SpendEntry
 from app.spend.policy import SpendPolicy
 from app.spend.prices import job_price
+from app.spend.settlement import Settlement, evolink_credits_reserved, settled, settlement
 from app.spend.windows import Kind
 
 log = structlog.get_logger(__name__)
@@ -178,70 +178,27 @@ async def job_changed(
         log.warning("evolink_out_of_credits_backoff", job_id=str(job_id))
     if entry is None:
         return  # created before the ledger existed
-    values: dict[str, Any] = {}
+    if status.is_final:
+        # The job's row is locked by the change that brought us here, so settlements of one
+        # job (a local verdict, then EvoLink's real answer overturning it) run one after the
+        # other.
+        await _settle(session, settlement(job, entry, status, source, at), at)
+        return
     reserved = evolink_credits_reserved(job.usage)
     if reserved is not None and entry.evolink_reserved is None:
-        values["evolink_reserved"] = entry.evolink_reserved = reserved
-    if status.is_final:
-        await _settle(session, job, entry, status, source, at, values)
-    elif values:
-        await repository.update_entry(session, job_id, **values)
+        await repository.update_entry(session, job_id, evolink_reserved=reserved)
 
 
-async def _settle(
-    session: AsyncSession,
-    job: Job,
-    entry: SpendEntry,
-    status: JobStatus,
-    source: EventSource,
-    at: datetime,
-    values: dict[str, Any],
-) -> None:
-    # The job's row is locked by the change that brought us here, so settlements of one job
-    # (a local verdict, then EvoLink's real answer overturning it) run one after the other.
-    cost = final_cost(job, entry, status, source)
-    first = entry.state == EntryState.RESERVED
-    delta = cost - entry.credits
-    await repository.update_entry(
-        session, job.id, **values, charged=cost, state=EntryState.SETTLED, settled_at=at
-    )
-    # The caller's row, then the global row: the order `reserve` locks them in.
-    day, month = (windows.window_key(kind, entry.created_at) for kind in (Kind.DAY, Kind.MONTH))
-    for scope, release in ((caller_scope(entry.caller), first), (GLOBAL_SCOPE, first)):
+async def _settle(session: AsyncSession, done: Settlement, at: datetime) -> None:
+    await repository.update_entry(session, done.job_id, **done.entry_values)
+    for scope in done.scopes:
         await repository.settle(
-            session, scope, day_key=day, month_key=month, delta=delta, release=release, at=at
+            session,
+            scope,
+            day_key=done.day_key,
+            month_key=done.month_key,
+            delta=done.delta,
+            release=done.release,
+            at=at,
         )
-    spent = cost if first else max(0.0, delta)
-    if spent:
-        CREDITS_SPENT.labels(caller=entry.caller).inc(spent)
-    log.info("job_cost_settled", job_id=str(job.id), status=status, credits=cost)
-
-
-def final_cost(job: Job, entry: SpendEntry, status: JobStatus, source: EventSource) -> float:
-    """What a job that ended cost: EvoLink bills completed tasks for the images produced.
-
-    Failed and cancelled tasks are not billed, nor is a create EvoLink refused. A verdict of our
-    own (deadline, lost answer, vanished task) on a job EvoLink may have run keeps its price:
-    EvoLink may have billed it, and its real answer, if one comes, settles the job again.
-    """
-    if status is JobStatus.COMPLETED:
-        base = entry.evolink_reserved if entry.evolink_reserved is not None else entry.price
-        produced = len(job.results or [])
-        if produced and job.n and produced < job.n:
-            return base * produced / job.n
-        return base
-    if source is EventSource.LOCAL and _may_have_run(job):
-        return entry.price
-    return 0.0
-
-
-def _may_have_run(job: Job) -> bool:
-    return job.evolink_task_id is not None or job.submit_state != SubmitState.WAITING
-
-
-def evolink_credits_reserved(usage: dict[str, Any] | None) -> float | None:
-    """EvoLink's `usage.credits_reserved`, when it is a number."""
-    value = (usage or {}).get("credits_reserved")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if value >= 0 else None
+    settled(done)

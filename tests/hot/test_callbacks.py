@@ -10,13 +10,15 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from app.config import Settings
+from app.notifications.models import Notification
 from tests.conftest import client_for, make_settings
 from tests.hot.test_lookup import hot
 from tests.support import evolink_payloads as payloads
 from tests.support.jobs import submit
-from tests.support.rows import Sessions, stored
+from tests.support.rows import Sessions, set_job, stored
 
 COMPARED = ("status", "evolink_task_id", "progress", "results", "submit_state", "error_code")
 
@@ -146,3 +148,25 @@ async def test_another_jobs_task_is_refused_as_the_route_refuses_it(
     assert crossed.status_code == 409
     assert crossed.headers["content-type"] == "application/problem+json"
     assert crossed.json()["code"] == "task_mismatch"
+
+
+@pytest.mark.usefixtures("postgres_only")
+async def test_a_failure_whose_webhook_goes_through_the_outbox_is_queued_as_the_route_queues_it(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    session_factory: Sessions,
+    settings: Settings,
+) -> None:
+    if settings.verify_callbacks:
+        pytest.skip("a verified callback is applied by the worker's confirmation")
+    job, path = await submit(client, evolink, task_id="task-unified-hooked")
+    await set_job(session_factory, job["id"], notify_url="https://hooks.example/jobs")
+    ended = await anonymous.post(path, json=payloads.failed_task("task-unified-hooked"))
+    assert ended.json() == {"outcome": "applied"}
+    async with session_factory() as session:
+        queued = (
+            await session.scalars(select(Notification).where(Notification.job_id == job["id"]))
+        ).all()
+    assert [(n.type, n.url) for n in queued] == [("job.failed", "https://hooks.example/jobs")]
+    assert (await stored(session_factory, job["id"])).status == "failed"

@@ -8,12 +8,15 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 import respx
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.spend.models import EntryState, SpendEntry
 from app.worker.runner import build_worker
+from tests.conftest import client_for
+from tests.hot.test_lookup import hot
 from tests.spend.conftest import (
     CREATE,
     Clock,
@@ -194,3 +197,36 @@ async def test_a_job_from_before_the_ledger_ends_without_an_entry(
         await callback(app, path, payloads.completed_task(task_id))
         assert (await capped.get(f"/v1/jobs/{job['id']}")).json()["status"] == "completed"
         assert (await capped.get("/v1/usage")).json()["today"]["jobs"] == 0
+
+
+async def test_a_callback_settles_alike_on_the_hot_path_and_through_the_route(
+    spend_app: SpendAppFactory, clock: Clock, evolink_accepts: respx.Route
+) -> None:
+    async with spend_app(verify_callbacks=False) as app, clients(app) as (capped, _, _):
+        if app.state.hot_database is None:
+            pytest.skip("the hot paths run on PostgreSQL only")
+        jobs = [(await capped.post("/v1/jobs", json={**JOB, "n": 2})).json() for _ in range(4)]
+        settled = []
+        for call, (job, via) in enumerate(zip(jobs, ["hot", "fastapi"] * 2, strict=True)):
+            path, task_id = callback_path(evolink_accepts, call)
+            body = (
+                payloads.completed_task(task_id, results=["https://r/0.png"])
+                if call < 2
+                else payloads.failed_task(task_id)
+            )
+            answered = hot("answered", "callback")
+            # A query string (which the route ignores) keeps a request off the hot path.
+            params = {"via": via} if via == "fastapi" else None
+            async with client_for(app, None) as evolink:
+                answer = await evolink.post(path, params=params, json=body)
+            assert answer.json() == {"outcome": "applied"}, answer.text
+            assert hot("answered", "callback") == answered + (via == "hot")
+            row = await entry(app, job["id"])
+            settled.append((row.state, row.charged, row.evolink_reserved, row.settled_at))
+        # One image of two: half of what EvoLink reserved; a failure costs nothing.
+        assert settled[0] == settled[1] == (EntryState.SETTLED, 2.5, 5.0, clock.at)
+        assert settled[2] == settled[3] == (EntryState.SETTLED, 0.0, 5.0, clock.at)
+        usage = (await capped.get("/v1/usage")).json()
+        assert usage["today"]["credits"] == 5.0 and usage["today"]["credits_reserved"] == 0
+        in_flight = next(x for x in usage["limits"] if x["name"] == "jobs_in_flight")
+        assert in_flight["used"] == 0

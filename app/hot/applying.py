@@ -1,0 +1,138 @@
+"""A final observation of a job's task, applied in one transaction of prepared statements.
+
+The change is the state machine's own (`state_machine.change_for`); `jobs.repository.final_change`
+makes it, records the `applied` event and signals waiters in one statement, which also reads the
+job's ledger entry; the entry and the counters of its windows are then settled as
+`spend.settlement` says, in at most three more. Anything that statement does not change (a
+repeat, a stale or crossed task, a failed job whose ending goes through the outbox) writes
+nothing here: it is left to `state_machine.apply_observation`, which classifies and records it.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import uuid
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from app.db import utcnow
+from app.events.changes import CHANNEL
+from app.hot.database import HotDatabase
+from app.hot.statements import Prepared
+from app.jobs import repository as jobs_repository
+from app.jobs.models import EventOutcome, Job, JobStatus
+from app.jobs.state_machine import Observation, change_for
+from app.metrics import job_finished
+from app.safe_json import storable_text
+from app.spend import repository as spend_repository
+from app.spend import windows
+from app.spend.models import SpendEntry
+from app.spend.settlement import Settlement, settled, settlement
+
+log = structlog.get_logger("app.jobs.state_machine")
+
+SETTLE_ENTRY = Prepared.of(spend_repository.settle_entry())
+# Failed and cancelled jobs with a notify_url queue their webhook as they end (the outbox);
+# a completed job queues it when its archiving ends.
+OUTBOX_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@functools.lru_cache(maxsize=16)
+def _final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Prepared:
+    return Prepared.of(jobs_repository.final_change(value_names, keep_notify_url))
+
+
+@functools.lru_cache(maxsize=4)
+def _settle_counter(correct: bool, release: bool) -> Prepared:
+    return Prepared.of(spend_repository.settle_statement(correct, release))
+
+
+async def apply_final(
+    database: HotDatabase, job_id: uuid.UUID, observation: Observation, status: JobStatus
+) -> bool:
+    """Apply `observation`, whose task is final with our `status`; False if nothing changed."""
+    assert status.is_final and observation.body is not None
+    task, source = observation.task, observation.source
+    change = change_for(task, status, source)
+    statement = _final_change(tuple(sorted(change.values)), status in OUTBOX_STATUSES)
+    now = utcnow()
+    args = statement.args(
+        **{f"value_{name}": _plain(value) for name, value in change.values.items()},
+        progress=change.progress,
+        task_id=task.id,
+        callback_at=now,
+        job_id=job_id,
+        from_statuses=change.from_statuses,
+        overturn_codes=list(change.overturn_local_verdicts),
+        now=now,
+        source=source.value,
+        task_status=task.status,
+        outcome=EventOutcome.APPLIED.value,
+        body=storable_text(observation.body),
+        channel=CHANNEL,
+    )
+    async with database.connection() as connection, connection.transaction():
+        row = await connection.fetchrow(statement.sql, *args)
+        if row is None:
+            return False
+        done = None
+        if row["entry_caller"] is not None:  # else created before the ledger existed
+            at = windows.now()
+            done = _settlement(row, status, observation, at)
+            entry = {"evolink_reserved": None} | {
+                name: _plain(value) for name, value in done.entry_values.items()
+            }
+            await connection.execute(SETTLE_ENTRY.sql, *SETTLE_ENTRY.args(job_id=job_id, **entry))
+            if done.delta or done.release:
+                counter = _settle_counter(bool(done.delta), done.release)
+                for scope in done.scopes:
+                    await connection.execute(
+                        counter.sql,
+                        *counter.args(
+                            scope_name=scope,
+                            at=at,
+                            delta=done.delta,
+                            current_day=done.day_key,
+                            current_month=done.month_key,
+                        ),
+                    )
+    job_finished(source, status)
+    if done is not None:
+        settled(done)
+    log.info(
+        "task_observed",
+        job_id=str(job_id),
+        evolink_task_id=task.id,
+        source=source,
+        task_status=task.status,
+        outcome=EventOutcome.APPLIED,
+    )
+    return True
+
+
+def _settlement(row: Any, status: JobStatus, observation: Observation, at: datetime) -> Settlement:
+    job = Job(
+        id=row["id"],
+        n=row["n"],
+        results=row["results"],
+        usage=row["usage"],
+        evolink_task_id=row["evolink_task_id"],
+        submit_state=row["submit_state"],
+    )
+    entry = SpendEntry(
+        job_id=row["id"],
+        caller=row["entry_caller"],
+        price=row["price"],
+        evolink_reserved=row["evolink_reserved"],
+        charged=row["charged"],
+        state=row["state"],
+        created_at=row["entry_created_at"],
+    )
+    return settlement(job, entry, status, observation.source, at)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
