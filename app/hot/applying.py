@@ -3,7 +3,7 @@
 The change is the state machine's own (`state_machine.change_for`); `jobs.repository.final_change`
 makes it, records the `applied` event and signals waiters in one statement, which also reads the
 job's ledger entry; the entry and the counters of its windows are then settled as
-`spend.settlement` says, in at most three more. Anything that statement does not change (a
+`spend.settlement` says, in one more. Anything that statement does not change (a
 repeat, a stale or crossed task, a failed job whose ending goes through the outbox) writes
 nothing here: it is left to `state_machine.apply_observation`, which classifies and records it.
 """
@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from app.db import utcnow
@@ -46,8 +47,8 @@ def _final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Prepar
 
 
 @functools.lru_cache(maxsize=4)
-def _settle_counter(correct: bool, release: bool) -> Prepared:
-    return Prepared.of(spend_repository.settle_statement(correct, release))
+def _settlement_statement(correct: bool, release: bool) -> Prepared:
+    return Prepared.of(spend_repository.settlement_statement(correct, release))
 
 
 async def apply_final(
@@ -82,23 +83,7 @@ async def apply_final(
         if row["entry_caller"] is not None:  # else created before the ledger existed
             at = windows.now()
             done = _settlement(row, status, observation, at)
-            entry = {"evolink_reserved": None} | {
-                name: _plain(value) for name, value in done.entry_values.items()
-            }
-            await connection.execute(SETTLE_ENTRY.sql, *SETTLE_ENTRY.args(job_id=job_id, **entry))
-            if done.delta or done.release:
-                counter = _settle_counter(bool(done.delta), done.release)
-                for scope in done.scopes:
-                    await connection.execute(
-                        counter.sql,
-                        *counter.args(
-                            scope_name=scope,
-                            at=at,
-                            delta=done.delta,
-                            current_day=done.day_key,
-                            current_month=done.month_key,
-                        ),
-                    )
+            await _write(connection, done, job_id, at)
     job_finished(source, status)
     if done is not None:
         settled(done)
@@ -111,6 +96,29 @@ async def apply_final(
         outcome=EventOutcome.APPLIED,
     )
     return True
+
+
+async def _write(
+    connection: asyncpg.Connection, done: Settlement, job_id: uuid.UUID, at: datetime
+) -> None:
+    """The entry settled, and the counters of its windows corrected, in one statement."""
+    if not (done.delta or done.release):
+        statement = SETTLE_ENTRY
+    else:
+        statement = _settlement_statement(bool(done.delta), done.release)
+    entry = {"evolink_reserved": None} | {
+        name: _plain(value) for name, value in done.entry_values.items()
+    }
+    args = statement.args(
+        **entry,
+        job_id=job_id,
+        scopes=list(done.scopes),
+        at=at,
+        delta=done.delta,
+        current_day=done.day_key,
+        current_month=done.month_key,
+    )
+    await connection.execute(statement.sql, *args)
 
 
 def _settlement(row: Any, status: JobStatus, observation: Observation, at: datetime) -> Settlement:
