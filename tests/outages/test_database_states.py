@@ -166,7 +166,10 @@ async def test_a_session_ended_mid_request_answers_503(
 
 
 async def _wait_for_lock_waiter(connection: Any) -> None:
+    # The connection holds the lock inside a transaction, and PostgreSQL keeps the
+    # statistics a transaction first read: drop that snapshot before every look.
     for _ in range(600):
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await connection.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         )
