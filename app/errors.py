@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
@@ -106,6 +107,8 @@ def _wrapped_chain(exc: BaseException) -> list[BaseException]:
 def _means_unavailable(error: BaseException) -> bool:
     if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
         return True
+    if _closed_under_us(error):
+        return True
     if isinstance(error, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
         return True
     if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
@@ -121,6 +124,18 @@ def _means_unavailable(error: BaseException) -> bool:
         return True
     sqlite_code = getattr(error, "sqlite_errorcode", None)
     return isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
+
+
+def _closed_under_us(error: BaseException) -> bool:
+    """asyncpg's own word that the session ended mid-operation (the hot paths use asyncpg bare):
+    a terminated backend or a dropped socket raises ConnectionDoesNotExistError, and the
+    ROLLBACK that follows raises "the underlying connection is closed", hiding the first. This
+    is the test SQLAlchemy's asyncpg dialect uses for a disconnect."""
+    if not isinstance(error, asyncpg.InterfaceError):
+        return False
+    return isinstance(error, asyncpg.ConnectionDoesNotExistError) or "connection is closed" in str(
+        error
+    )
 
 
 def database_error_fields(exc: BaseException) -> dict[str, str]:

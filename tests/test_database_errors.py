@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from app.errors import is_database_unavailable
 
@@ -52,3 +55,50 @@ def test_other_errors_are_bugs(error: Exception) -> None:
 
 def test_a_refused_connection_is_unavailable() -> None:
     assert is_database_unavailable(ConnectionRefusedError(111, "Connect call failed"))
+
+
+def _postgres_dsn() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def test_a_session_ended_inside_an_asyncpg_transaction_is_unavailable() -> None:
+    """The hot paths' bare asyncpg: a backend terminated mid-statement surfaces as the
+    transaction's failed ROLLBACK ("the underlying connection is closed"), not as 57P01."""
+    worker = await asyncpg.connect(_postgres_dsn())
+    admin = await asyncpg.connect(_postgres_dsn())
+    try:
+
+        async def sleep_in_a_transaction() -> None:
+            async with worker.transaction():
+                await worker.execute("SELECT pg_sleep(30)")
+
+        pending = asyncio.create_task(sleep_in_a_transaction())
+        for _ in range(500):
+            await admin.execute("SELECT pg_stat_clear_snapshot()")
+            if await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                worker.get_server_pid(),
+            ):
+                break
+            await asyncio.sleep(0.01)
+        await admin.execute("SELECT pg_terminate_backend($1)", worker.get_server_pid())
+        with pytest.raises(asyncpg.InterfaceError) as raised:
+            await pending
+        assert is_database_unavailable(raised.value)
+    finally:
+        worker.terminate()
+        await admin.close()
+
+
+async def test_an_asyncpg_syntax_error_inside_a_transaction_is_a_bug() -> None:
+    connection = await asyncpg.connect(_postgres_dsn())
+    try:
+        with pytest.raises(asyncpg.PostgresSyntaxError) as raised:
+            async with connection.transaction():
+                await connection.execute("SELEC 1")
+        assert not is_database_unavailable(raised.value)
+    finally:
+        await connection.close()
