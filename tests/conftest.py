@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -20,6 +21,15 @@ from app.db import Base
 from app.main import create_app
 from app.worker.runner import Worker, build_worker
 from tests.support import databases
+
+# structlog's development default renders an exception with rich, every frame's locals included:
+# over a minute for an ASGI stack. The tests' own output keeps plain tracebacks.
+structlog.configure(
+    processors=[
+        *structlog.get_config()["processors"][:-1],
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 EVOLINK_URL = "https://evolink.test"
 PUBLIC_URL = "https://jobs.example.test"
