@@ -53,14 +53,20 @@ async def refuse_early(
     await _refuse_if_passed(session, policy, caller, limits_for(policy, caller), price, at, scopes)
 
 
-async def refuse_while_out_of_credits(session: AsyncSession, policy: SpendPolicy) -> None:
-    """EvolinkOutOfCreditsBackoff while EvoLink's last 402 is more recent than the back-off."""
+async def out_of_credits_until(session: AsyncSession, backoff_seconds: float) -> datetime | None:
+    """When the back-off after EvoLink's last 402 ends; None if it is not in force now."""
     block = await repository.get_block(session, OUT_OF_CREDITS)
     if block is None:
-        return
-    until = block.since_at + timedelta(seconds=policy.out_of_credits_backoff_seconds)
-    left = (until - windows.now()).total_seconds()
-    if left > 0:
+        return None
+    until = block.since_at + timedelta(seconds=backoff_seconds)
+    return until if until > windows.now() else None
+
+
+async def refuse_while_out_of_credits(session: AsyncSession, policy: SpendPolicy) -> None:
+    """EvolinkOutOfCreditsBackoff while EvoLink's last 402 is more recent than the back-off."""
+    until = await out_of_credits_until(session, policy.out_of_credits_backoff_seconds)
+    if until is not None:
+        left = (until - windows.now()).total_seconds()
         raise EvolinkOutOfCreditsBackoff(
             "EvoLink answered that this service's account is out of credits; new jobs are "
             f"refused until {_iso(until)} without asking it again. Tell the operators.",

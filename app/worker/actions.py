@@ -20,6 +20,7 @@ from app.jobs.state_machine import (
     unbind_unconfirmed_task,
 )
 from app.jobs.submission import Submitter
+from app.spend import service as spend_service
 
 log = structlog.get_logger(__name__)
 
@@ -35,9 +36,15 @@ def _not_a_task(exc: evolink_errors.EvolinkError) -> bool:
 class JobActions:
     """The rules for a due job; each step is its own short transaction."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], submitter: Submitter):
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        submitter: Submitter,
+        out_of_credits_backoff_seconds: float = 30.0,
+    ):
         self.sessions = session_factory
         self.submitter = submitter
+        self.out_of_credits_backoff_seconds = out_of_credits_backoff_seconds
         self.policy = submitter.policy
         self.owner = submitter.owner
 
@@ -69,7 +76,13 @@ class JobActions:
             case SubmitState.WAITING if now >= self.policy.deadline(job.created_at):
                 await self._fail(job, "deadline_exceeded", "EvoLink could not be reached in time")
             case SubmitState.WAITING:
-                await self.submit(job)
+                if (held := await self._out_of_credits_until()) is not None:
+                    # EvoLink said 402 a moment ago: the job waits out the back-off rather than
+                    # fail on a 402 of its own (as a new create is refused, not accepted).
+                    log.info("submission_held", job_id=str(job.id), until=held.isoformat())
+                    await self._reschedule(job, held)
+                else:
+                    await self.submit(job)
             case SubmitState.SENDING:
                 # Our claim lapsed while the request was on the wire: it may have reached EvoLink.
                 log.warning("submission_interrupted", job_id=str(job.id))
@@ -106,6 +119,12 @@ class JobActions:
                 return
             await self.submitter.send(session, fresh)
             await session.commit()
+
+    async def _out_of_credits_until(self) -> datetime | None:
+        async with self.sessions() as session:
+            return await spend_service.out_of_credits_until(
+                session, self.out_of_credits_backoff_seconds
+            )
 
     async def poll(self, job: Job) -> None:
         """Ask EvoLink for the task's state and apply it like a callback."""

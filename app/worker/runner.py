@@ -150,7 +150,7 @@ def build_worker(
     """A worker configured from the settings."""
     return Worker(
         sessions,
-        JobActions(sessions, submitter),
+        JobActions(sessions, submitter, settings.out_of_credits_backoff_seconds),
         interval=settings.worker_interval_seconds,
         batch_size=settings.worker_batch_size,
         idempotency_ttl=settings.idempotency_key_ttl_seconds,

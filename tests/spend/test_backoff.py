@@ -3,14 +3,20 @@ they are refused at once with 503 evolink_out_of_credits instead of each reachin
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, timedelta
+
 import httpx
 import respx
 from asgi_lifespan import LifespanManager
 
+from app.jobs.models import Job
 from app.main import create_app
+from app.worker.runner import build_worker
 from tests.conftest import client_for
 from tests.spend.conftest import CAPPED_KEY, CREATE, Clock, SpendAppFactory, clients
 from tests.support import evolink_payloads as payloads
+from tests.support.rows import ago, set_job
 
 JOB = {"prompt": "a harbour at night"}
 OUT_OF_CREDITS = {
@@ -68,3 +74,41 @@ async def test_other_refusals_start_no_back_off(
         assert (await capped.post("/v1/jobs", json=JOB)).status_code == 422
         assert (await capped.post("/v1/jobs", json=JOB)).status_code == 422
         assert create.call_count == 2
+
+
+async def test_a_queued_job_waits_out_the_back_off_instead_of_failing(
+    spend_app: SpendAppFactory, clock: Clock, evolink: respx.MockRouter
+) -> None:
+    """A job accepted before the 402 is not sent during the back-off (where EvoLink would
+    refuse it too, and it would fail): it is sent when the back-off ends."""
+    async with spend_app(out_of_credits_backoff_seconds=30) as app, clients(app) as (capped, *_):
+        evolink.post(CREATE).mock(return_value=httpx.Response(503))
+        queued = (await capped.post("/v1/jobs", json=JOB)).json()
+        assert queued["status"] == "queued"
+        create = evolink.post(CREATE).mock(return_value=httpx.Response(402, json=OUT_OF_CREDITS))
+        refused = await capped.post("/v1/jobs", json=JOB)
+        assert refused.json()["code"] == "gateway_out_of_credits"
+        assert create.call_count == 2  # one route: the 503, then the 402
+
+        sessions = app.state.session_factory
+        worker = build_worker(app.state.settings, sessions, app.state.submitter)
+        clock.advance(seconds=10)
+        await set_job(sessions, queued["id"], next_attempt_at=ago(1))
+        await worker.tick()
+        await worker.drain()
+        assert create.call_count == 2, "a queued job must not reach EvoLink in the back-off"
+        held = (await capped.get(f"/v1/jobs/{queued['id']}")).json()
+        assert held["status"] == "queued" and held["error"] is None, held
+        async with sessions() as session:
+            job = await session.get(Job, uuid.UUID(queued["id"]))
+            assert job is not None and job.next_attempt_at is not None
+            assert job.next_attempt_at.replace(tzinfo=UTC) == clock() + timedelta(seconds=20)
+
+        clock.advance(seconds=20)
+        create.mock(return_value=httpx.Response(200, json=payloads.created_task()))
+        await set_job(sessions, queued["id"], next_attempt_at=ago(1))
+        await worker.tick()
+        await worker.drain()
+        assert create.call_count == 3
+        sent = (await capped.get(f"/v1/jobs/{queued['id']}")).json()
+        assert sent["status"] == "pending" and sent["error"] is None, sent
