@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import secrets
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 
+from app.auth.callers import WEBHOOK_SECRET_PREFIX
 from app.config import Settings
 from app.web import devlogin
 
@@ -41,20 +44,45 @@ class DevPlan:
         return f"http://{self.host}:{self.simulator_port}"
 
 
-def persistent_secret(path: Path, prefix: str = "") -> str:
+def persistent_secret(path: Path, prefix: str = "", new: Callable[[], str] | None = None) -> str:
     """A random secret kept in `path`, so restarts keep the same key."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = prefix + secrets.token_urlsafe(24)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    value = prefix + (new() if new is not None else secrets.token_urlsafe(24))
+    _write_private(path, value + "\n")
     return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)
+
+
+def _new_webhook_secret() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def dev_callers_file(plan: DevPlan) -> Path:
+    """The dev caller, with its API key and a webhook secret (so that `notify_url` works), as a
+    CALLERS_FILE in the data dir; the keys persist across restarts."""
+    api_key = persistent_secret(plan.data_dir / "api_key", prefix="dev-")
+    webhook_secret = persistent_secret(
+        plan.data_dir / "webhook_secret", prefix=WEBHOOK_SECRET_PREFIX, new=_new_webhook_secret
+    )
+    path = plan.data_dir / "callers.toml"
+    _write_private(
+        path,
+        f"# Written by `evolink-jobs dev` at each start, from api_key and webhook_secret.\n"
+        f"[callers.{DEV_CALLER}]\n"
+        f"api_key = {json.dumps(api_key)}\n"
+        f"webhook_secrets = [{json.dumps(webhook_secret)}]\n",
+    )
+    return path
 
 
 def dev_settings(plan: DevPlan) -> Settings:
     """Settings for dev mode: SQLite in the data dir, the simulator as EvoLink, one caller."""
-    api_key = persistent_secret(plan.data_dir / "api_key", prefix="dev-")
     return Settings(
         _env_file=None,
         database_url=f"sqlite+aiosqlite:///{plan.data_dir / 'evolink_jobs.db'}",
@@ -63,7 +91,9 @@ def dev_settings(plan: DevPlan) -> Settings:
         public_base_url=plan.api_url,
         allow_insecure_callbacks=True,
         callback_secret=persistent_secret(plan.data_dir / "callback_secret"),
-        api_keys=f"{DEV_CALLER}:{api_key}",
+        callers_file=dev_callers_file(plan),
+        # Webhooks may go to a receiver on this machine (loopback is refused by default).
+        notify_allowed_hosts=("0.0.0.0/0", "::/0"),
         reconcile_grace_seconds=5,
         archive_url=f"file://{plan.data_dir / 'archive'}",
         archive_allow_private_networks=True,  # the simulator serves images from 127.0.0.1
@@ -127,7 +157,10 @@ def banner(plan: DevPlan, settings: Settings, console_link: str | None = None) -
         if console_link
         else ""
     )
-    key = settings.api_keys[0].key.get_secret_value()
+    caller = settings.callers.get(DEV_CALLER)
+    assert caller is not None and caller.webhook_secrets
+    key = (plan.data_dir / "api_key").read_text().strip()
+    webhook_secret = caller.webhook_secrets[0]
     body = '{"prompt": "a lighthouse at dusk, watercolour", "size": "3:2", "n": 2}'
     cli = own_command()
     env = f"EVOLINK_JOBS_URL={plan.api_url} EVOLINK_JOBS_API_KEY={key}"
@@ -138,6 +171,8 @@ evolink-jobs dev mode: SQLite + the EvoLink simulator (not EvoLink; images are m
   simulator    {plan.simulator_url}  (tasks take {plan.task_seconds:g} s)
   database     {settings.database_url}
   API key      {key}   (caller "{DEV_CALLER}"; kept in {plan.data_dir / "api_key"})
+  webhooks     signed with {webhook_secret}
+               (kept in {plan.data_dir / "webhook_secret"}; add "notify_url" to a job)
 {console}
 Submit a job:
 
