@@ -70,7 +70,8 @@ def create_app(
         )
         sessions = create_session_factory(engine)
         submitter = Submitter.from_settings(settings, http)
-        worker = build_worker(settings, sessions, submitter) if run_worker else None
+        hot_database = await HotDatabase.open(settings)
+        worker = build_worker(settings, sessions, submitter, hot_database) if run_worker else None
         archive_store = ArchiveStore.from_settings(settings)
         archiver = build_archive_worker(settings, sessions, archive_store) if run_worker else None
         notifier = build_notification_worker(settings, sessions) if run_worker else None
@@ -78,7 +79,7 @@ def create_app(
         app.state.engine = engine
         app.state.session_factory = sessions
         app.state.read_session_factory = create_read_session_factory(engine)
-        app.state.hot_database = await HotDatabase.open(settings)
+        app.state.hot_database = hot_database
         app.state.submitter = submitter
         app.state.signer = submitter.signer
         app.state.worker = worker

@@ -99,7 +99,9 @@ async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
 @pytest.fixture
 def worker(app: FastAPI, settings: Settings) -> Worker:
     """Background work, run a tick at a time by the test (`await worker.tick(); drain()`)."""
-    return build_worker(settings, app.state.session_factory, app.state.submitter)
+    return build_worker(
+        settings, app.state.session_factory, app.state.submitter, app.state.hot_database
+    )
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from app.events.changes import CHANNEL
 from app.hot.database import HotDatabase
 from app.hot.statements import Prepared
 from app.jobs import repository as jobs_repository
-from app.jobs.models import EventOutcome, Job, JobStatus
+from app.jobs.models import EventOutcome, EventSource, Job, JobStatus
 from app.jobs.state_machine import Observation, change_for
 from app.metrics import job_finished
 from app.safe_json import storable_text
@@ -52,19 +53,26 @@ def _settlement_statement(correct: bool, release: bool) -> Prepared:
 
 
 async def apply_final(
-    database: HotDatabase, job_id: uuid.UUID, observation: Observation, status: JobStatus
+    database: HotDatabase,
+    job_id: uuid.UUID,
+    observation: Observation,
+    status: JobStatus,
+    also: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Apply `observation`, whose task is final with our `status`; False if nothing changed."""
+    """Apply `observation`, whose task is final with our `status`, setting the columns `also`
+    too if it changes the job; False if nothing changed."""
     assert status.is_final and observation.body is not None
     task, source = observation.task, observation.source
     change = change_for(task, status, source)
-    statement = _final_change(tuple(sorted(change.values)), status in OUTBOX_STATUSES)
+    values = change.values | dict(also or {})
+    statement = _final_change(tuple(sorted(values)), status in OUTBOX_STATUSES)
     now = utcnow()
     args = statement.args(
-        **{f"value_{name}": _plain(value) for name, value in change.values.items()},
+        **{f"value_{name}": _plain(value) for name, value in values.items()},
         progress=change.progress,
         task_id=task.id,
-        callback_at=now,
+        # A callback stamps its arrival as the route does; a poll leaves the stamp alone.
+        callback_at=now if source is EventSource.CALLBACK else None,
         job_id=job_id,
         from_statuses=change.from_statuses,
         overturn_codes=list(change.overturn_local_verdicts),

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
 from app.evolink import errors as evolink_errors
+from app.hot.applying import apply_final
+from app.hot.database import HotDatabase, HotPathFailed
 from app.jobs import repository
 from app.jobs.models import EventSource, Job, JobStatus, SubmitState
 from app.jobs.state_machine import (
@@ -17,9 +19,11 @@ from app.jobs.state_machine import (
     Observation,
     apply_observation,
     fail_locally,
+    target_status,
     unbind_unconfirmed_task,
 )
 from app.jobs.submission import Submitter
+from app.metrics import HOT_PATHS
 from app.spend import service as spend_service
 
 log = structlog.get_logger(__name__)
@@ -41,10 +45,12 @@ class JobActions:
         session_factory: async_sessionmaker[AsyncSession],
         submitter: Submitter,
         out_of_credits_backoff_seconds: float = 30.0,
+        hot: HotDatabase | None = None,
     ):
         self.sessions = session_factory
         self.submitter = submitter
         self.out_of_credits_backoff_seconds = out_of_credits_backoff_seconds
+        self.hot = hot
         self.policy = submitter.policy
         self.owner = submitter.owner
 
@@ -152,16 +158,34 @@ class JobActions:
                 next_poll = self.policy.next_poll_at(now, attempts, job.created_at, retry_after)
             await self._after_poll(job, attempts, next_poll, answered=False)
             return
+        observation = Observation(task, EventSource.POLL, task.model_dump_json(exclude_none=True))
+        if await self._applied_final(job, observation, attempts):
+            return
         async with self.sessions() as session:
-            await apply_observation(
-                session,
-                job.id,
-                Observation(task, EventSource.POLL, task.model_dump_json(exclude_none=True)),
-                next_check_at=next_poll,
-            )
+            await apply_observation(session, job.id, observation, next_check_at=next_poll)
             # What is next for the job commits with what EvoLink said: one transaction.
             await self._schedule_after_poll(session, job, attempts, next_poll, answered=True)
             await session.commit()
+
+    async def _applied_final(self, job: Job, observation: Observation, attempts: int) -> bool:
+        """The common end of a job (EvoLink's final answer, which changes it) applied in one
+        transaction of prepared statements, poll counted; False when that is not the case (or
+        the hot pool is away), for `apply_observation` to apply or classify."""
+        status = target_status(observation.task)
+        if self.hot is None or not self.hot.available or status is None or not status.is_final:
+            return False
+        try:
+            applied = await apply_final(
+                self.hot, job.id, observation, status, also={"poll_attempts": attempts}
+            )
+        except HotPathFailed as failed:
+            # Nothing was written (one transaction): the session path meets the outage, if
+            # it lasts, and deals with it as it always has.
+            self.hot.step_aside(failed.error)
+            HOT_PATHS.labels(path="poll", outcome="stepped_aside").inc()
+            return False
+        HOT_PATHS.labels(path="poll", outcome="answered" if applied else "passed_on").inc()
+        return applied
 
     async def _after_poll(
         self, job: Job, attempts: int, next_poll: datetime, *, answered: bool

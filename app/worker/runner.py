@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
+from app.hot.database import HotDatabase
 from app.jobs import idempotency
 from app.jobs.models import Job
 from app.jobs.submission import Submitter
@@ -145,12 +146,16 @@ class Worker:
 
 
 def build_worker(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], submitter: Submitter
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    submitter: Submitter,
+    hot: HotDatabase | None = None,
 ) -> Worker:
-    """A worker configured from the settings."""
+    """A worker configured from the settings; with `hot`, final answers to its polls are
+    applied over the hot paths' pool (app/hot/applying.py)."""
     return Worker(
         sessions,
-        JobActions(sessions, submitter, settings.out_of_credits_backoff_seconds),
+        JobActions(sessions, submitter, settings.out_of_credits_backoff_seconds, hot),
         interval=settings.worker_interval_seconds,
         batch_size=settings.worker_batch_size,
         idempotency_ttl=settings.idempotency_key_ttl_seconds,

@@ -12,6 +12,7 @@ from app.archive.worker import build_archive_worker
 from app.config import Settings
 from app.db import create_engine, create_session_factory
 from app.evolink.client import build_http_client
+from app.hot.database import HotDatabase
 from app.jobs.submission import Submitter
 from app.notifications.worker import build_notification_worker
 from app.worker.runner import build_worker
@@ -27,7 +28,8 @@ async def run_worker_alone(settings: Settings) -> None:
     http = build_http_client(settings.evolink_base_url, settings.evolink_timeout_seconds)
     submitter = Submitter.from_settings(settings, http)
     sessions = create_session_factory(engine)
-    worker = build_worker(settings, sessions, submitter)
+    hot = await HotDatabase.open(settings)
+    worker = build_worker(settings, sessions, submitter, hot)
     archiver = build_archive_worker(settings, sessions, ArchiveStore.from_settings(settings))
     notifier = build_notification_worker(settings, sessions)
     stop = asyncio.Event()
@@ -45,4 +47,6 @@ async def run_worker_alone(settings: Settings) -> None:
         await archiver.stop(settings.shutdown_timeout_seconds)
         await worker.stop(settings.shutdown_timeout_seconds)
         await http.aclose()
+        if hot is not None:
+            await hot.close()
         await engine.dispose()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from fastapi import FastAPI
 
 from app.db import utcnow
-from app.worker.runner import Worker
+from app.metrics import REGISTRY
+from app.spend.models import SpendEntry
+from app.worker.runner import Worker, build_worker
 from tests.support import evolink_payloads as payloads
 from tests.support.jobs import submit
 from tests.support.rows import (
@@ -346,3 +351,56 @@ async def test_sending_job_whose_claim_lapsed_becomes_unknown_and_is_never_resen
     await run(worker)
     assert create.call_count == 1
     assert (await stored(session_factory, job_id)).submit_state == "unknown"
+
+
+@pytest.mark.parametrize(
+    "final", [payloads.completed_task, payloads.failed_task], ids=["completed", "failed"]
+)
+async def test_a_final_poll_answer_is_applied_alike_over_the_hot_pool_and_the_session(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    evolink: respx.MockRouter,
+    session_factory: Sessions,
+    final: Callable[[str], dict[str, Any]],
+) -> None:
+    """On PostgreSQL the worker applies EvoLink's final answer with the hot paths' prepared
+    statements (app/hot/applying.py); without them, through the session. Same rows either way."""
+    if app.state.hot_database is None:
+        pytest.skip("the hot paths run on PostgreSQL only")
+    settings, submitter = app.state.settings, app.state.submitter
+    ends = {}
+    for via, hot in (("hot", app.state.hot_database), ("session", None)):
+        task_id = f"task-unified-1757156493-{via}"
+        created = payloads.created_task(task_id, task_info={"estimated_time": 40})
+        evolink.post(CREATE).mock(return_value=httpx.Response(200, json=created))
+        job_id = (await client.post("/v1/jobs", json={"prompt": "a cat"})).json()["id"]
+        evolink.get(f"/v1/tasks/{task_id}").mock(
+            return_value=httpx.Response(200, json=final(task_id))
+        )
+        await make_due(session_factory, job_id)
+        answered = _hot_polls("answered")
+        assert await run(build_worker(settings, session_factory, submitter, hot)) == 1
+        assert _hot_polls("answered") == answered + (via == "hot")
+        job = (await client.get(f"/v1/jobs/{job_id}")).json()
+        row = await stored(session_factory, job_id)
+        async with session_factory() as session:
+            entry = await session.get(SpendEntry, uuid.UUID(job_id))
+        assert entry is not None
+        unlike = ("id", "created_at", "updated_at", "completed_at", "evolink_task_id")
+        ends[via] = (
+            {k: v for k, v in job.items() if k not in unlike},
+            await history(client, job_id),
+            (row.poll_attempts, row.next_attempt_at, row.claimed_by, row.final_source),
+            (row.callback_received_at, row.submit_state, row.archive_status, row.error_code),
+            (entry.state, entry.charged, entry.evolink_reserved),
+        )
+    assert ends["hot"] == ends["session"]
+    assert ends["hot"][2] == (1, None, None, "poll")
+    assert ends["hot"][1] == [("submit", "applied"), ("poll", "applied")]
+    usage = (await client.get("/v1/usage")).json()
+    assert usage["today"]["credits_reserved"] == 0
+
+
+def _hot_polls(outcome: str) -> float:
+    labels = {"path": "poll", "outcome": outcome}
+    return REGISTRY.get_sample_value("evolink_jobs_hot_path_requests_total", labels) or 0.0
