@@ -30,7 +30,8 @@ HOT_PATHS = Counter(
     _PREFIX + "hot_path_requests",
     "Requests a hot path took (README, Performance), by path and outcome: `answered` by the hot "
     "path, `passed_on` to the FastAPI app (its common case did not apply), `stepped_aside` after "
-    "a database error. Path `poll` counts the worker's final poll answers the same way.",
+    "a database error. Paths `poll` and `submit` count the worker's final poll answers and create "
+    "answers the same way.",
     ["path", "outcome"],
     registry=REGISTRY,
 )

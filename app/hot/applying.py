@@ -22,17 +22,18 @@ import structlog
 
 from app.db import utcnow
 from app.events.changes import CHANNEL
+from app.evolink.schemas import Task
 from app.hot.database import HotDatabase
 from app.hot.statements import Prepared
 from app.jobs import repository as jobs_repository
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus
-from app.jobs.state_machine import Observation, change_for
+from app.jobs.state_machine import Observation, change_for, target_status
 from app.metrics import job_finished
 from app.safe_json import storable_text
 from app.spend import repository as spend_repository
 from app.spend import windows
 from app.spend.models import SpendEntry
-from app.spend.settlement import Settlement, settled, settlement
+from app.spend.settlement import Settlement, evolink_credits_reserved, settled, settlement
 
 log = structlog.get_logger("app.jobs.state_machine")
 
@@ -45,6 +46,11 @@ OUTBOX_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 @functools.lru_cache(maxsize=16)
 def _final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Prepared:
     return Prepared.of(jobs_repository.final_change(value_names, keep_notify_url))
+
+
+@functools.lru_cache(maxsize=16)
+def _submit_answer(value_names: tuple[str, ...], reserved: bool) -> Prepared:
+    return Prepared.of(jobs_repository.submit_answer(value_names, reserved))
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,3 +158,46 @@ def _settlement(row: Any, status: JobStatus, observation: Observation, at: datet
 
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
+
+
+async def apply_submit_answer(
+    database: HotDatabase, job_id: uuid.UUID, task: Task, owner: str, next_check_at: datetime
+) -> asyncpg.Record | None:
+    """EvoLink's create answer `task` for a job that `owner` is sending, applied and the claim
+    released in one statement, in the common case (an unfinished task, no callback before it);
+    the job's new row, or None if that is not the case (for `Submitter.record`)."""
+    status = target_status(task)
+    if status is None or status.is_final:
+        return None
+    change = change_for(task, status, EventSource.SUBMIT, next_check_at)
+    reserved = evolink_credits_reserved(task.usage)
+    statement = _submit_answer(tuple(sorted(change.values)), reserved is not None)
+    args = statement.args(
+        **{f"value_{name}": _plain(value) for name, value in change.values.items()},
+        progress=change.progress,
+        task_id=task.id,
+        job_id=job_id,
+        from_statuses=change.from_statuses,
+        same_status=status.value,
+        below_progress=change.progress,
+        owner=owner,
+        now=utcnow(),
+        source=EventSource.SUBMIT.value,
+        task_status=task.status,
+        outcome=EventOutcome.APPLIED.value,
+        body=storable_text(task.model_dump_json(exclude_none=True)),
+        channel=CHANNEL,
+        reserved=reserved,
+    )
+    async with database.connection() as connection:
+        row: asyncpg.Record | None = await connection.fetchrow(statement.sql, *args)
+    if row is not None:
+        log.info(
+            "task_observed",
+            job_id=str(job_id),
+            evolink_task_id=task.id,
+            source=EventSource.SUBMIT,
+            task_status=task.status,
+            outcome=EventOutcome.APPLIED,
+        )
+    return row

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.callbacks import router as callbacks_router
 from app.errors import database_unavailable
 from app.hot.callbacks import answer_callback, callback_of
+from app.hot.creating import answer_create, takes_create
 from app.hot.database import HotDatabase, HotPathFailed
 from app.hot.listing import answer_listing, takes_listing
 from app.hot.lookup import answer_lookup, job_id_of
@@ -70,6 +71,13 @@ LIST = HotPath(
     answer_listing,
     writes=False,
 )
+CREATE = HotPath(
+    "create",
+    route_of(jobs_router.router, "POST", "/v1/jobs"),
+    takes_create,
+    answer_create,
+    writes=True,
+)
 CALLBACK = HotPath(
     "callback",
     route_of(callbacks_router.router, "POST", "/callbacks/evolink/{job_id}/{token}"),
@@ -86,7 +94,7 @@ class HotPaths:
     its metrics (under the FastAPI route it stands in for), and the request limits.
     """
 
-    paths = (LOOKUP, LIST, CALLBACK)
+    paths = (LOOKUP, LIST, CREATE, CALLBACK)
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -27,6 +27,8 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     true,
@@ -45,7 +47,7 @@ from app.jobs.models import (
     JobStatus,
     SubmitState,
 )
-from app.spend.models import SpendEntry
+from app.spend.models import SpendBlock, SpendEntry
 
 
 async def add_job(session: AsyncSession, job: Job) -> Job:
@@ -64,6 +66,20 @@ async def get_caller_job(session: AsyncSession, caller: str, job_id: uuid.UUID) 
     """A job by id, only if it belongs to `caller`."""
     job = await get_job(session, job_id)
     return job if job is not None and job.caller == caller else None
+
+
+@functools.lru_cache(maxsize=8)
+def new_job(value_names: tuple[str, ...]) -> Insert:
+    """A new job's row from `value_<attribute>` for each of `value_names` and the columns'
+    defaults for the rest (for the hot paths); returns the row."""
+    values: dict[str, Any] = {}
+    for attribute in Job.__mapper__.column_attrs:
+        column = attribute.columns[0]
+        if attribute.key in value_names:
+            values[column.name] = _param(attribute.key)
+        elif column.default is not None and column.default.is_scalar:
+            values[column.name] = literal(column.default.arg, column.type)
+    return insert(Job).values(values).returning(*Job.__table__.columns)
 
 
 def caller_job_row() -> Select[Any]:
@@ -297,28 +313,7 @@ def final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Select[
     changed = transition.returning(
         Job.id, Job.caller, Job.n, Job.results, Job.usage, Job.evolink_task_id, Job.submit_state
     ).cte("changed")
-    now = bindparam("now", type_=JobEvent.received_at.type)
-    event = (
-        insert(JobEvent)
-        .from_select(
-            ["job_id", "received_at", "source", "status", "outcome", "body"],
-            select(
-                changed.c.id,
-                now,
-                bindparam("source", type_=JobEvent.source.type),
-                bindparam("task_status", type_=JobEvent.status.type),
-                bindparam("outcome", type_=JobEvent.outcome.type),
-                bindparam("body", type_=JobEvent.body.type),
-            ),
-        )
-        .returning(JobEvent.job_id)
-        .cte("event")
-    )
-    signal = select(
-        func.pg_notify(bindparam("channel", type_=String), cast(changed.c.id, String)).label(
-            "signalled"
-        )
-    ).cte("signal")
+    event, signal = _applied_event(changed), _signal(changed)
     entry = SpendEntry.__table__
     return (
         select(
@@ -336,6 +331,71 @@ def final_change(value_names: tuple[str, ...], keep_notify_url: bool) -> Select[
         .join(signal, true())
         .outerjoin(entry, entry.c.job_id == changed.c.id)
     )
+
+
+@functools.lru_cache(maxsize=16)
+def submit_answer(value_names: tuple[str, ...], reserved: bool) -> Select[Any]:
+    """EvoLink's create answer for a job still being sent by us, as one statement (PostgreSQL,
+    for the hot paths); the job's new row, or no row.
+
+    The conditional UPDATE of `transition_job` for an unfinished status (`value_<name>` for each
+    of `value_names`, `progress`, `from_statuses`, `same_status` and `below_progress`), taken
+    only while the job is `sending` under `owner`'s claim and no callback came first (else the
+    answer is for `Submitter.record`), which it releases; the `applied` event (`now`, `source`,
+    `task_status`, `body`) and the change signal on `channel`; with `reserved`, the credits
+    EvoLink reserved are written on the job's ledger entry.
+    """
+    transition = _transition_statement(value_names, True, False, True, False, arrays=True)
+    changed = (
+        transition.where(
+            Job.submit_state == SubmitState.SENDING,
+            Job.claimed_by == bindparam("owner", type_=Job.claimed_by.type),
+            Job.callback_received_at.is_(None),
+        )
+        .values(claimed_by=null(), claim_expires_at=null())
+        .returning(*Job.__table__.columns)
+        .cte("changed")
+    )
+    event, signal = _applied_event(changed), _signal(changed)
+    query = select(changed).join(event, event.c.job_id == changed.c.id).join(signal, true())
+    if reserved:
+        reserved_credits = bindparam("reserved", type_=SpendEntry.evolink_reserved.type)
+        noted = (
+            update(SpendEntry)
+            .where(SpendEntry.job_id == changed.c.id, SpendEntry.evolink_reserved.is_(None))
+            .values(evolink_reserved=reserved_credits)
+        )
+        query = query.add_cte(noted.cte("noted"))
+    return query
+
+
+def _applied_event(changed: Any) -> Any:
+    """The event that records the change made in the CTE `changed` (`now`, `source`,
+    `task_status`, `outcome`, `body`)."""
+    now = bindparam("now", type_=JobEvent.received_at.type)
+    return (
+        insert(JobEvent)
+        .from_select(
+            ["job_id", "received_at", "source", "status", "outcome", "body"],
+            select(
+                changed.c.id,
+                now,
+                bindparam("source", type_=JobEvent.source.type),
+                bindparam("task_status", type_=JobEvent.status.type),
+                bindparam("outcome", type_=JobEvent.outcome.type),
+                bindparam("body", type_=JobEvent.body.type),
+            ),
+        )
+        .returning(JobEvent.job_id)
+        .cte("event")
+    )
+
+
+def _signal(changed: Any) -> Any:
+    """The change signal for the job changed in the CTE `changed`, on `channel`."""
+    channel = bindparam("channel", type_=String)
+    notified = func.pg_notify(channel, cast(changed.c.id, String)).label("signalled")
+    return select(notified).cte("signal")
 
 
 async def task_bound_elsewhere(session: AsyncSession, task_id: str, job_id: uuid.UUID) -> bool:
@@ -481,8 +541,8 @@ _RELEASE_CLAIM = (
     update(Job)
     .where(Job.id == bindparam("job_id"), Job.claimed_by == bindparam("owner"))
     .values(
-        claimed_by=None,
-        claim_expires_at=None,
+        claimed_by=null(),
+        claim_expires_at=null(),
         submit_state=case(
             (
                 and_(Job.status == JobStatus.QUEUED, Job.submit_state == SubmitState.SENDING),
@@ -493,6 +553,34 @@ _RELEASE_CLAIM = (
     )
     .execution_options(synchronize_session=False)
 )
+
+
+def claim_release() -> Update:
+    """`release_claim` as a statement (`job_id`, `owner`), for the hot paths."""
+    return _RELEASE_CLAIM
+
+
+@functools.lru_cache(maxsize=4)
+def sending_claim(value_names: tuple[str, ...], block: str) -> Update:
+    """A waiting job that `owner` holds, marked as being sent now (`value_<name>` for each of
+    `value_names`), unless the block named `block` began after `blocked_after` (PostgreSQL,
+    for the hot paths); returns the job's row if it was."""
+    blocked = exists().where(
+        SpendBlock.name == block,
+        SpendBlock.since_at > bindparam("blocked_after", type_=SpendBlock.since_at.type),
+    )
+    return (
+        update(Job)
+        .where(
+            Job.id == bindparam("job_id"),
+            Job.status == JobStatus.QUEUED,
+            Job.submit_state == SubmitState.WAITING,
+            Job.claimed_by == bindparam("owner", type_=Job.claimed_by.type),
+            ~blocked,
+        )
+        .values({name: _param(name) for name in value_names})
+        .returning(*Job.__table__.columns)
+    )
 
 
 async def hurry_overtaken(session: AsyncSession, job_id: uuid.UUID, now: datetime) -> None:

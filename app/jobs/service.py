@@ -24,27 +24,31 @@ async def create_job(
     session: AsyncSession, caller: str, body: JobCreate, submission: dict[str, Any]
 ) -> Job:
     """A new `queued` job for `caller`, with `submission`'s columns; commit before sending it."""
+    return await repository.add_job(session, Job(**new_job_values(caller, body, submission)))
+
+
+def new_job_values(caller: str, body: JobCreate, submission: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a new `queued` job for `caller`, by attribute, with `submission`'s."""
     spec = MODELS[body.model]
     now = utcnow()
-    job = Job(
-        id=uuid.uuid4(),
-        caller=caller,
-        status=JobStatus.QUEUED,
-        progress=0,
-        model=body.model,
-        prompt=body.prompt,
-        size=body.size,
-        n=body.n if body.n is not None else spec.default_n,
-        image_urls=list(body.image_urls),
-        mask_url=body.mask_url,
-        metadata_=body.metadata,
-        notify_url=body.notify_url,
-        results=[],
-        created_at=now,
-        updated_at=now,
+    return {
+        "id": uuid.uuid4(),
+        "caller": caller,
+        "status": JobStatus.QUEUED,
+        "progress": 0,
+        "model": body.model,
+        "prompt": body.prompt,
+        "size": body.size,
+        "n": body.n if body.n is not None else spec.default_n,
+        "image_urls": list(body.image_urls),
+        "mask_url": body.mask_url,
+        "metadata_": body.metadata,
+        "notify_url": body.notify_url,
+        "results": [],
+        "created_at": now,
+        "updated_at": now,
         **submission,
-    )
-    return await repository.add_job(session, job)
+    }
 
 
 async def get_job(session: AsyncSession, caller: str, job_id: uuid.UUID) -> Job:

@@ -23,7 +23,7 @@ from app.db import utcnow
 from app.errors import AppError, JobNotFound
 from app.evolink import errors as evolink_errors
 from app.evolink.client import EvolinkClient
-from app.evolink.schemas import CreateTaskRequest
+from app.evolink.schemas import CreateTaskRequest, Task
 from app.jobs import errors, repository
 from app.jobs.lifecycle import job_changed
 from app.jobs.models import EventOutcome, EventSource, Job, JobStatus, SubmitState
@@ -102,12 +102,25 @@ class Submitter:
 
     async def send(self, session: AsyncSession, job: Job) -> SubmitResult:
         """Send a job claimed (state `sending`, committed) by this process; the caller commits."""
+        return await self.record(session, job, await self.ask(job))
+
+    async def ask(self, job: Job) -> Task | evolink_errors.EvolinkError:
+        """EvoLink's answer to a job's create request (claimed by this process): its task, or
+        the error it answered with; `record` it."""
         request = task_request(job, self.signer.url_for(job.id))
         try:
-            task = await self.evolink.create_task(request)
+            return await self.evolink.create_task(request)
         except evolink_errors.EvolinkError as exc:
-            return await self._record_failure(session, job, exc)
+            return exc
 
+    async def record(
+        self, session: AsyncSession, job: Job, answer: Task | evolink_errors.EvolinkError
+    ) -> SubmitResult:
+        """Apply EvoLink's `answer` to a job this process sent and release it; the caller
+        commits."""
+        if isinstance(answer, evolink_errors.EvolinkError):
+            return await self._record_failure(session, job, answer)
+        task = answer
         now = utcnow()
         result = await apply_observation(
             session,

@@ -9,7 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, any_, bindparam, case, func, select, update
+from sqlalchemy import (
+    CursorResult,
+    Insert,
+    Update,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +38,22 @@ async def add_entry(session: AsyncSession, entry: SpendEntry) -> None:
     """Insert a job's ledger entry."""
     session.add(entry)
     await session.flush()
+
+
+def new_entry(block: str) -> Insert:
+    """A job's ledger entry, reserved (`job_id`, `caller`, `model`, `n`, `price`, `created_at`),
+    unless the block named `block` began after `blocked_after` (for the hot paths); returns the
+    job id if it was written."""
+    blocked = exists().where(
+        SpendBlock.name == block,
+        SpendBlock.since_at > bindparam("blocked_after", type_=SpendBlock.since_at.type),
+    )
+    e = SpendEntry
+    columns = (e.job_id, e.caller, e.model, e.n, e.price, e.created_at)
+    values = [bindparam(c.key, type_=c.type) for c in columns]
+    row = select(*values, literal(EntryState.RESERVED.value, SpendEntry.state.type)).where(~blocked)
+    names = [c.key for c in columns] + ["state"]
+    return insert(e).from_select(names, row).returning(e.job_id)
 
 
 async def get_entry(session: AsyncSession, job_id: uuid.UUID) -> SpendEntry | None:
@@ -159,7 +188,18 @@ async def _add(
     bounds: Bounds,
     at: datetime,
 ) -> bool:
-    statement = _add_statement(
+    statement, params = counting(scope, keys, credits, bounds, at)
+    result = await session.execute(statement, params)
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+def counting(
+    scope: str, keys: WindowKeys, credits: float, bounds: Bounds, at: datetime
+) -> tuple[Update, dict[str, Any]]:
+    """The conditional UPDATE that counts one more job in `scope` (see `add_job`), and its
+    parameters; it changes no row if the scope has none or a bound refuses."""
+    statement = add_statement(
         bounds.minute_jobs is not None,
         bounds.in_flight is not None,
         bounds.day_credits is not None,
@@ -179,15 +219,13 @@ async def _add(
         params["day_bound"] = bounds.day_credits + EPSILON
     if bounds.month_credits is not None:
         params["month_bound"] = bounds.month_credits + EPSILON
-    result = await session.execute(statement, params)
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
+    return statement, params
 
 
 # Built once per shape and reused with bound parameters: building the counter UPDATEs per call
 # was over a quarter of a create's CPU time.
 @functools.lru_cache(maxsize=16)
-def _add_statement(minute: bool, in_flight: bool, day: bool, month: bool) -> Update:
+def add_statement(minute: bool, in_flight: bool, day: bool, month: bool) -> Update:
     c = SpendCounter
     minute_jobs, day_credits, month_credits = _current()
     credits = bindparam("credits", type_=c.day_credits.type)

@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
 from app.evolink import errors as evolink_errors
-from app.hot.applying import apply_final
+from app.evolink.schemas import Task
+from app.hot import submitting as hot_submitting
+from app.hot.applying import apply_final, apply_submit_answer
 from app.hot.database import HotDatabase, HotPathFailed
 from app.jobs import repository
 from app.jobs.models import EventSource, Job, JobStatus, SubmitState
@@ -62,9 +64,18 @@ class JobActions:
         try:
             await self._dispatch(job)
         finally:
-            async with self.sessions() as session:
-                await repository.release_claim(session, job.id, self.owner)
-                await session.commit()
+            await self._release(job)
+
+    async def _release(self, job: Job) -> None:
+        if self.hot is not None and self.hot.available:
+            try:
+                await hot_submitting.release_claim(self.hot, job.id, self.owner)
+                return
+            except HotPathFailed as failed:
+                self.hot.step_aside(failed.error)
+        async with self.sessions() as session:
+            await repository.release_claim(session, job.id, self.owner)
+            await session.commit()
 
     async def _dispatch(self, job: Job) -> None:
         # A bound task is asked about first: a queued job is bound only by a deferred callback,
@@ -82,6 +93,8 @@ class JobActions:
             case SubmitState.WAITING if now >= self.policy.deadline(job.created_at):
                 await self._fail(job, "deadline_exceeded", "EvoLink could not be reached in time")
             case SubmitState.WAITING:
+                if await self._sent_hot(job):
+                    return
                 if (held := await self._out_of_credits_until()) is not None:
                     # EvoLink said 402 a moment ago: the job waits out the back-off rather than
                     # fail on a 402 of its own (as a new create is refused, not accepted).
@@ -123,8 +136,49 @@ class JobActions:
             await session.commit()
             if fresh is None:
                 return
-            await self.submitter.send(session, fresh)
-            await session.commit()
+            answer = await self.submitter.ask(fresh)
+            if not await self._applied_hot(fresh, answer):
+                await self.submitter.record(session, fresh, answer)
+                await session.commit()
+
+    async def _sent_hot(self, job: Job) -> bool:
+        """Send a waiting job over the hot pool in the common case (no back-off in force, the
+        job still waiting); False, having written nothing, if it is not that case."""
+        if self.hot is None or not self.hot.available:
+            return False
+        async with self.submitter.slot():
+            now = utcnow()
+            values = self.submitter.claim_values(job.submit_attempts + 1)
+            backoff = self.out_of_credits_backoff_seconds
+            try:
+                fresh = await hot_submitting.claim_for_sending(
+                    self.hot, job.id, self.owner, values, backoff, now
+                )
+            except HotPathFailed as failed:
+                self.hot.step_aside(failed.error)
+                return False
+            if fresh is None:
+                return False
+            answer = await self.submitter.ask(fresh)
+            if not await self._applied_hot(fresh, answer):
+                async with self.sessions() as session:
+                    await self.submitter.record(session, fresh, answer)
+                    await session.commit()
+        return True
+
+    async def _applied_hot(self, job: Job, answer: Task | evolink_errors.EvolinkError) -> bool:
+        """Whether EvoLink's create answer was applied over the hot pool (its common case)."""
+        if self.hot is None or not self.hot.available or not isinstance(answer, Task):
+            return False
+        next_check_at = self.policy.first_poll_at(utcnow(), answer.estimated_time)
+        try:
+            row = await apply_submit_answer(self.hot, job.id, answer, self.owner, next_check_at)
+        except HotPathFailed as failed:
+            self.hot.step_aside(failed.error)
+            HOT_PATHS.labels(path="submit", outcome="stepped_aside").inc()
+            return False
+        HOT_PATHS.labels(path="submit", outcome="passed_on" if row is None else "answered").inc()
+        return row is not None
 
     async def _out_of_credits_until(self) -> datetime | None:
         async with self.sessions() as session:
