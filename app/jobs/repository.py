@@ -555,6 +555,34 @@ _RELEASE_CLAIM = (
 )
 
 
+def due_claim() -> Update:
+    """`worker.claims.claim_due` as one statement (PostgreSQL, for the hot paths): up to
+    `limit` jobs due `now` that nobody holds, taken for `owner` until `lease_until`, skipping
+    rows other transactions hold; returns their rows."""
+    now = bindparam("now", type_=Job.next_attempt_at.type)
+    due = (
+        select(Job.id)
+        .where(
+            Job.next_attempt_at <= now,
+            or_(Job.claim_expires_at.is_(None), Job.claim_expires_at < now),
+        )
+        .order_by(Job.next_attempt_at)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("due")
+        .prefix_with("MATERIALIZED")  # taken once, whatever the plan
+    )
+    return (
+        update(Job)
+        .where(Job.id == due.c.id)
+        .values(
+            claimed_by=bindparam("owner", type_=Job.claimed_by.type),
+            claim_expires_at=bindparam("lease_until", type_=Job.claim_expires_at.type),
+        )
+        .returning(*Job.__table__.columns)
+    )
+
+
 def claim_release() -> Update:
     """`release_claim` as a statement (`job_id`, `owner`), for the hot paths."""
     return _RELEASE_CLAIM

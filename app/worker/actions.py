@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import utcnow
 from app.evolink import errors as evolink_errors
 from app.evolink.schemas import Task
-from app.hot import submitting as hot_submitting
+from app.hot import claims as hot_claims
 from app.hot.applying import apply_final, apply_submit_answer
 from app.hot.database import HotDatabase, HotPathFailed
 from app.jobs import repository
@@ -69,7 +69,7 @@ class JobActions:
     async def _release(self, job: Job) -> None:
         if self.hot is not None and self.hot.available:
             try:
-                await hot_submitting.release_claim(self.hot, job.id, self.owner)
+                await hot_claims.release_claim(self.hot, job.id, self.owner)
                 return
             except HotPathFailed as failed:
                 self.hot.step_aside(failed.error)
@@ -151,7 +151,7 @@ class JobActions:
             values = self.submitter.claim_values(job.submit_attempts + 1)
             backoff = self.out_of_credits_backoff_seconds
             try:
-                fresh = await hot_submitting.claim_for_sending(
+                fresh = await hot_claims.claim_for_sending(
                     self.hot, job.id, self.owner, values, backoff, now
                 )
             except HotPathFailed as failed:

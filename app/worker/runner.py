@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
-from app.hot.database import HotDatabase
+from app.hot import claims as hot_claims
+from app.hot.database import HotDatabase, HotPathFailed
 from app.jobs import idempotency
 from app.jobs.models import Job
 from app.jobs.submission import Submitter
@@ -27,10 +29,10 @@ HOUSEKEEPING_INTERVAL_SECONDS = 60.0
 class Worker:
     """Claims due jobs every `interval` seconds (or when woken) and handles them concurrently.
 
-    When a tick fills every free place (`batch_size` jobs held at once), more may be due: each
-    handler that ends then wakes the loop, so a backlog drains as fast as the jobs are handled
-    (for submissions, as fast as EvoLink accepts them, SUBMIT_CONCURRENCY at a time), not at
-    `batch_size` per `interval`.
+    When a tick fills every free place (`batch_size` jobs held at once), more may be due: once
+    half the places are free again the loop wakes and claims another half batch, so a backlog
+    drains as fast as the jobs are handled (for submissions, as fast as EvoLink accepts them,
+    SUBMIT_CONCURRENCY at a time), not at `batch_size` per `interval`.
     """
 
     def __init__(
@@ -91,12 +93,7 @@ class Worker:
         capacity = self.batch_size - len(self._in_flight)
         if capacity <= 0:
             return 0
-        now = utcnow()
-        async with self.sessions() as session:
-            jobs = await claim_due(
-                session, self.owner, now, self.actions.policy.lease_until(now), capacity
-            )
-            await session.commit()
+        jobs = await self._claim(capacity)
         self._more_due = len(jobs) == capacity
         for job in jobs:
             task = asyncio.create_task(self._handle(job))
@@ -104,6 +101,21 @@ class Worker:
             task.add_done_callback(self._handled)
         await self._housekeeping()
         return len(jobs)
+
+    async def _claim(self, capacity: int) -> Sequence[Job]:
+        """Up to `capacity` due jobs, claimed over the hot pool when it is there."""
+        now = utcnow()
+        lease_until = self.actions.policy.lease_until(now)
+        hot = self.actions.hot
+        if hot is not None and hot.available:
+            try:
+                return await hot_claims.claim_due(hot, self.owner, now, lease_until, capacity)
+            except HotPathFailed as failed:
+                hot.step_aside(failed.error)  # the session path meets the outage, if it lasts
+        async with self.sessions() as session:
+            jobs = await claim_due(session, self.owner, now, lease_until, capacity)
+            await session.commit()
+        return jobs
 
     async def drain(self) -> None:
         """Wait for every job being handled (tests, and `tick` callers that want results)."""
@@ -123,8 +135,10 @@ class Worker:
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        if self._more_due:
-            self.wake()  # a place is free and the last claim was full: claim again now
+        if self._more_due and len(self._in_flight) <= self.batch_size // 2:
+            # The last claim was full and half the places are free: claim again now, half a
+            # batch in one statement rather than a job at a time.
+            self.wake()
 
     async def _handle(self, job: Job) -> None:
         try:

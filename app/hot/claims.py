@@ -1,9 +1,8 @@
-"""The worker's sends, hot: a waiting job marked as being sent and, once EvoLink answered, its
-claim released, each in one prepared statement over the hot pool.
+"""The worker's claims, hot: due jobs claimed, a waiting job marked as being sent, a claim
+released, each in one prepared statement over the hot pool.
 
 Anything out of the common case (EvoLink's out-of-credits back-off in force, a job no longer
-waiting, a database error) is left to `worker.actions.JobActions`' session path, which decides
-it as always.
+waiting, a database error) is left to the worker's session path, which decides it as always.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+
 from app.hot.database import HotDatabase
 from app.hot.statements import Prepared
 from app.jobs import repository as jobs_repository
@@ -20,7 +21,18 @@ from app.jobs.models import Job
 from app.spend.service import OUT_OF_CREDITS
 
 RELEASE = Prepared.of(jobs_repository.claim_release())
+DUE = Prepared.of(jobs_repository.due_claim())
 _ATTRIBUTES = tuple((a.key, a.columns[0].name) for a in Job.__mapper__.column_attrs)
+
+
+async def claim_due(
+    database: HotDatabase, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[Job]:
+    """`worker.claims.claim_due`, over the hot pool."""
+    args = DUE.args(now=now, limit=limit, owner=owner, lease_until=lease_until)
+    async with database.connection() as connection:
+        rows = await connection.fetch(DUE.sql, *args)
+    return [_job(row) for row in rows]
 
 
 async def claim_for_sending(
@@ -43,13 +55,18 @@ async def claim_for_sending(
     )
     async with database.connection() as connection:
         row = await connection.fetchrow(statement.sql, *args)
-    return None if row is None else Job(**{key: row[name] for key, name in _ATTRIBUTES})
+    return None if row is None else _job(row)
 
 
 async def release_claim(database: HotDatabase, job_id: uuid.UUID, owner: str) -> None:
     """`jobs.repository.release_claim`, over the hot pool."""
     async with database.connection() as connection:
         await connection.execute(RELEASE.sql, *RELEASE.args(job_id=job_id, owner=owner))
+
+
+def _job(row: asyncpg.Record) -> Job:
+    """The job a row holds, as an ORM object outside any session."""
+    return Job(**{key: row[name] for key, name in _ATTRIBUTES})
 
 
 @functools.lru_cache(maxsize=4)
