@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -20,7 +21,7 @@ OWNER = "worker-under-test"
 
 async def jobs_in_every_claim_state(sessions: Sessions) -> dict[str, uuid.UUID]:
     now = utcnow()
-    states = {
+    states: dict[str, dict[str, Any]] = {
         "due": {"next_attempt_at": now - timedelta(seconds=5)},
         "due_later": {"next_attempt_at": now - timedelta(seconds=1)},
         "held": {
