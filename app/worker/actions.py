@@ -61,10 +61,12 @@ class JobActions:
         structlog.contextvars.bind_contextvars(
             job_id=str(job.id), evolink_task_id=job.evolink_task_id
         )
+        released = False
         try:
-            await self._dispatch(job)
+            released = await self._dispatch(job)
         finally:
-            await self._release(job)
+            if not released:
+                await self._release(job)
 
     async def _release(self, job: Job) -> None:
         if self.hot is not None and self.hot.available:
@@ -77,24 +79,27 @@ class JobActions:
             await repository.release_claim(session, job.id, self.owner)
             await session.commit()
 
-    async def _dispatch(self, job: Job) -> None:
+    async def _dispatch(self, job: Job) -> bool:
+        """Do what is due; True if that let go of the claim already (a send records EvoLink's
+        answer and releases the job in one statement)."""
         # A bound task is asked about first: a queued job is bound only by a deferred callback,
         # which EvoLink must confirm (or deny) before the submission goes on.
         if job.evolink_task_id and (job.status in NON_FINAL or job.error_code in LOCAL_VERDICTS):
             await self.poll(job)
         elif job.status == JobStatus.QUEUED and job.submit_state != SubmitState.DONE:
-            await self._advance_submission(job)
+            return await self._advance_submission(job)
         else:
             await self._reschedule(job, None)
+        return False
 
-    async def _advance_submission(self, job: Job) -> None:
+    async def _advance_submission(self, job: Job) -> bool:
         now = utcnow()
         match job.submit_state:
             case SubmitState.WAITING if now >= self.policy.deadline(job.created_at):
                 await self._fail(job, "deadline_exceeded", "EvoLink could not be reached in time")
             case SubmitState.WAITING:
                 if await self._sent_hot(job):
-                    return
+                    return True
                 if (held := await self._out_of_credits_until()) is not None:
                     # EvoLink said 402 a moment ago: the job waits out the back-off rather than
                     # fail on a 402 of its own (as a new create is refused, not accepted).
@@ -119,6 +124,7 @@ class JobActions:
                     )
                 else:
                     await self._reschedule(job, deadline)
+        return False
 
     async def submit(self, job: Job) -> None:
         """Send a waiting job, when a submission slot is free."""
@@ -143,7 +149,8 @@ class JobActions:
 
     async def _sent_hot(self, job: Job) -> bool:
         """Send a waiting job over the hot pool in the common case (no back-off in force, the
-        job still waiting); False, having written nothing, if it is not that case."""
+        job still waiting): True once EvoLink's answer is recorded and the claim let go of;
+        False, having written nothing, if it is not that case."""
         if self.hot is None or not self.hot.available:
             return False
         async with self.submitter.slot():
