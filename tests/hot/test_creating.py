@@ -245,3 +245,23 @@ async def test_a_hot_pool_failure_before_anything_is_stored_leaves_the_create_to
     assert not app.state.hot_database.available
     listed = (await client.get("/v1/jobs")).json()["data"]
     assert [job["id"] for job in listed] == [response.json()["id"]]
+
+
+@pytest.mark.usefixtures("postgres_only")
+async def test_a_hot_pool_failure_after_evolink_accepted_still_records_the_task(
+    app: FastAPI, client: httpx.AsyncClient, evolink: respx.MockRouter, session_factory: Sessions
+) -> None:
+    accepts(evolink, "task-unified-first")
+    await first_job(client)
+
+    def accept_then_lose_the_pool(request: httpx.Request) -> httpx.Response:
+        app.state.hot_database.pool.terminate()  # the job is stored; the answer's apply fails
+        return httpx.Response(200, json=payloads.created_task("task-unified-kept"))
+
+    evolink.post(CREATE).mock(side_effect=accept_then_lose_the_pool)
+    response = await client.post("/v1/jobs", json=JOB)
+    assert response.status_code == 202, response.text
+    assert response.json()["evolink_task_id"] == "task-unified-kept"
+    row = await stored(session_factory, response.json()["id"])
+    assert (row.status, row.submit_state, row.claimed_by) == ("pending", "done", None)
+    assert not app.state.hot_database.available
