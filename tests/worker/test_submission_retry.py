@@ -8,12 +8,14 @@ import email.utils
 import itertools
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
+from app.db import utcnow
 from app.worker.runner import Worker
 from tests.support import evolink_payloads as payloads
 from tests.support.rows import Sessions, ago, history, make_due, run, seconds_until, set_job, stored
@@ -46,6 +48,9 @@ def create_answers(evolink: respx.MockRouter, *answers: Any) -> respx.Route:
     return route
 
 
+SLACK = 0.001  # timestamps are kept to the microsecond
+
+
 async def queued_job(client: httpx.AsyncClient) -> dict[str, Any]:
     response = await client.post("/v1/jobs", json={"prompt": "a cat", "size": "1:1"})
     assert response.status_code == 202, response.text
@@ -59,18 +64,27 @@ async def test_queued_job_is_submitted_later_with_growing_backoff(
 ) -> None:
     accepted = httpx.Response(200, json=payloads.created_task())
     create = create_answers(evolink, UNAVAILABLE, httpx.ConnectError("refused"), accepted)
+    # The backoff is 2 s, then 4 s, less up to 20% of jitter, from a moment between `before`
+    # and `after` (however long a loaded machine takes in between).
+    before = utcnow()
     job = await queued_job(client)
-    first_wait = seconds_until((await stored(session_factory, job["id"])).next_attempt_at)
-    assert 1.5 <= first_wait <= 2
+    after = utcnow()
+    first = (await stored(session_factory, job["id"])).next_attempt_at
+    assert first is not None
+    assert before + timedelta(seconds=1.6 - SLACK) <= first <= after + timedelta(seconds=2)
 
     assert await run(worker) == 0, "not before its backoff"
     assert create.call_count == 1
 
     await make_due(session_factory, job["id"])
+    before = utcnow()
     await run(worker)
+    after = utcnow()
     row = await stored(session_factory, job["id"])
     assert (row.status, row.submit_state, row.submit_attempts) == ("queued", "waiting", 2)
-    assert 3.1 <= seconds_until(row.next_attempt_at) <= 4
+    assert row.next_attempt_at is not None
+    assert before + timedelta(seconds=3.2 - SLACK) <= row.next_attempt_at
+    assert row.next_attempt_at <= after + timedelta(seconds=4)
 
     await make_due(session_factory, job["id"])
     await run(worker)
@@ -103,13 +117,17 @@ async def test_retry_after_is_honoured_at_retry_time(
     create = create_answers(evolink, httpx.ConnectError("refused"), rate_limited(retry_after))
     job = await queued_job(client)
     await make_due(session_factory, job["id"])
+    before = utcnow()
     await run(worker)
+    after = utcnow()
     assert create.call_count == 2
     row = await stored(session_factory, job["id"])
     assert (row.status, row.submit_state) == ("queued", "waiting")
+    assert row.next_attempt_at is not None
     waited = seconds_until(row.next_attempt_at)
-    if wait is None:
-        assert 3.1 <= waited <= 4  # the second attempt's backoff
+    if wait is None:  # the second attempt's backoff, 4 s less up to 20% of jitter
+        assert before + timedelta(seconds=3.2 - SLACK) <= row.next_attempt_at
+        assert row.next_attempt_at <= after + timedelta(seconds=4)
     else:
         assert wait - 2 <= waited <= wait + 1
     assert await run(worker) == 0
