@@ -139,7 +139,8 @@ class Archiver:
 
 class ArchiveWorker:
     """Every `interval` seconds: start newly completed jobs, claim due images and archive them
-    concurrently (at most `batch_size` at once), and, hourly-ish, apply retention."""
+    concurrently (at most `batch_size` at once), and, hourly-ish, apply retention. While jobs
+    complete faster than a batch per interval, it starts batch after batch without waiting."""
 
     def __init__(
         self,
@@ -158,6 +159,7 @@ class ArchiveWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_housekeeping = -HOUSEKEEPING_INTERVAL_SECONDS
+        self._more_to_start = False
         self.outage = OutageLog()  # a database outage is one line, not a trace per tick
 
     @property
@@ -174,10 +176,13 @@ class ArchiveWorker:
             try:
                 await self.tick()
             except Exception as exc:
+                self._more_to_start = False
                 if not self.outage.failed(exc):
                     log.exception("archive_tick_failed")
             else:
                 self.outage.succeeded()
+            if self._more_to_start:
+                continue  # a full batch of jobs started: more are waiting, go on at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
             self._wake.clear()
@@ -186,10 +191,11 @@ class ArchiveWorker:
         """Start new jobs, then claim what is due (up to the free capacity); how many claimed."""
         now = utcnow()
         async with self.sessions() as session:
-            await archive_service.start_pending_jobs(
+            started = await archive_service.start_pending_jobs(
                 session, enabled=self.archiver is not None, limit=START_BATCH, now=now
             )
             await session.commit()
+        self._more_to_start = started == START_BATCH
         if self.archiver is None:
             return 0
         capacity = self.batch_size - len(self._in_flight)
