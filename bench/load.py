@@ -249,12 +249,9 @@ def settle(database_url: str) -> None:
         time.sleep(0.2)
 
 
-def callback_half_peak(
-    url: str, database_url: str, ids: dict[int, uuid.UUID], group: str, peak: Figures
-) -> Figures:
-    """Callbacks paced at half of `peak`'s rate, each to a job `callback_run` left untouched,
-    once the service has caught up with the peak run's background work."""
-    settle(database_url)
+def callback_half_peak(url: str, ids: dict[int, uuid.UUID], group: str, peak: Figures) -> Figures:
+    """Callbacks paced at half of `peak`'s rate, each to a job `callback_run` left untouched
+    (once the service has caught up with the peak run's background work: `settle`)."""
     lines = callback_lines(ids, group)
     unused = lines[peak.requests + 4 * CONNECTIONS : len(lines) * 4 // 5]
     rate = peak.rate / 2
@@ -381,8 +378,16 @@ def suite(name: str, database_url: str, bare: bool, logs: Path) -> list[str]:
             with Server(cmd, env, "/readyz", logs / f"serve-{name}.log") as service:
                 if path.startswith("callback"):
                     group = "cb-on" if verify else "cb-off"
+                    started = time.monotonic()
                     peak = results[path] = callback_run(service.url, ids[group], group)
-                    half = callback_half_peak(service.url, database_url, ids[group], group, peak)
+                    settle(database_url)
+                    extra.append(
+                        f"{LABELS[path]}: every callback of the run (and of its warm-up) done, "
+                        "confirmations and archive bookkeeping included, "
+                        f"{time.monotonic() - started:.0f} s after the warm-up began "
+                        f"({WARMUP_SECONDS:g} + {SECONDS:g} s of load)"
+                    )
+                    half = callback_half_peak(service.url, ids[group], group, peak)
                     met = "met" if half.p99_ms < HALF_PEAK_P99_MS else "NOT met"
                     extra.append(
                         f"{LABELS[path]} at half of peak ({half.rate:.0f} req/s sent): "
